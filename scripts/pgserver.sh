@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL server for the test suite.
+#
+#   scripts/pgserver.sh start [PORT]   start (or reuse) a server and print its URL
+#   scripts/pgserver.sh stop [PORT]    stop the server and delete its data directory
+#   scripts/pgserver.sh url [PORT]     print the URL
+#   scripts/pgserver.sh status [PORT]  exit 0 if the server is running
+#
+# Only the URL goes to stdout, so this works:
+#
+#   export SESSIONKIT_PG_URL="$(scripts/pgserver.sh start)"
+#
+# The server listens on 127.0.0.1 only, trusts every local connection and runs
+# with durability switched off (fsync, synchronous_commit, full_page_writes):
+# it is for tests, never for data you care about.  If no PostgreSQL server
+# binaries are found and we are root, they are installed with apt-get.
+# Databases created: sessionkit (main) and sessionkit_ref (reference).
+set -euo pipefail
+
+DEFAULT_PORT=54329
+DATABASES=(sessionkit sessionkit_ref)
+
+log() { printf 'pgserver: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+usage() {
+    sed -n '2,7s/^# \{0,1\}//p' "$0" >&2
+    exit 2
+}
+
+cmd="${1:-}"
+port="${2:-$DEFAULT_PORT}"
+[[ "$port" =~ ^[0-9]+$ ]] || die "port must be a number, got '$port'"
+datadir="/tmp/sessionkit-pg-$port"
+url="postgresql+psycopg://postgres@127.0.0.1:$port/sessionkit"
+
+# Highest-versioned /usr/lib/postgresql/*/bin that has initdb.
+find_bindir() {
+    local candidates
+    shopt -s nullglob
+    candidates=(/usr/lib/postgresql/*/bin/initdb)
+    shopt -u nullglob
+    ((${#candidates[@]} > 0)) || return 1
+    dirname "$(printf '%s\n' "${candidates[@]}" | sort -V | tail -n 1)"
+}
+
+ensure_installed() {
+    if bindir="$(find_bindir)"; then
+        return
+    fi
+    [[ $EUID -eq 0 ]] || die "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin; install the 'postgresql' package (needs root)"
+    command -v apt-get >/dev/null || die "no PostgreSQL server binaries and no apt-get to install them"
+    log "installing PostgreSQL with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends postgresql >&2
+    bindir="$(find_bindir)" || die "apt-get installed postgresql but no initdb was found"
+}
+
+ensure_user() {
+    [[ $EUID -eq 0 ]] || return 0
+    if ! id -u postgres >/dev/null 2>&1; then
+        log "creating system user postgres"
+        useradd --system --user-group --no-create-home --shell /bin/sh postgres
+    fi
+}
+
+# initdb and the server refuse to run as root: drop to the postgres user when root.
+as_pg() {
+    if [[ $EUID -eq 0 ]]; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
+}
+
+is_running() {
+    [[ -f "$datadir/PG_VERSION" ]] && as_pg "$bindir/pg_ctl" -D "$datadir" status >/dev/null 2>&1
+}
+
+psql_admin() {
+    "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
+}
+
+wait_ready() {
+    local i
+    for ((i = 0; i < 120; i++)); do
+        if "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    [[ -f "$datadir/log" ]] && tail -n 30 "$datadir/log" >&2
+    die "server on port $port did not become ready"
+}
+
+create_databases() {
+    local db exists
+    for db in "${DATABASES[@]}"; do
+        exists="$(psql_admin -tA -c "SELECT 1 FROM pg_database WHERE datname = '$db'")"
+        if [[ "$exists" != 1 ]]; then
+            psql_admin -c "CREATE DATABASE $db" >&2
+        fi
+    done
+}
+
+start() {
+    ensure_installed
+    ensure_user
+    if is_running; then
+        log "already running on port $port (data directory $datadir)"
+    else
+        if [[ ! -f "$datadir/PG_VERSION" ]]; then
+            rm -rf "$datadir"
+            mkdir -m 700 "$datadir"
+            [[ $EUID -ne 0 ]] || chown postgres:postgres "$datadir"
+            log "initialising $datadir with $bindir"
+            as_pg "$bindir/initdb" -D "$datadir" -U postgres --auth=trust \
+                --encoding=UTF8 --locale=C >"$datadir.initdb.log" 2>&1 || {
+                cat "$datadir.initdb.log" >&2
+                die "initdb failed"
+            }
+            rm -f "$datadir.initdb.log"
+        fi
+        log "starting server on 127.0.0.1:$port"
+        as_pg "$bindir/pg_ctl" -D "$datadir" -l "$datadir/log" -w -t 60 \
+            -o "-c listen_addresses=127.0.0.1 -p $port -c fsync=off -c synchronous_commit=off -c full_page_writes=off -k /tmp" \
+            start >&2 || {
+            [[ -f "$datadir/log" ]] && tail -n 30 "$datadir/log" >&2
+            die "pg_ctl start failed (is port $port already in use?)"
+        }
+    fi
+    wait_ready
+    create_databases
+    printf '%s\n' "$url"
+}
+
+stop() {
+    if [[ ! -e "$datadir" ]]; then
+        log "nothing to stop (no $datadir)"
+        return 0
+    fi
+    if bindir="$(find_bindir)" && is_running; then
+        log "stopping server on port $port"
+        as_pg "$bindir/pg_ctl" -D "$datadir" -w -t 60 -m fast stop >&2
+    fi
+    rm -rf "$datadir"
+    log "removed $datadir"
+}
+
+status() {
+    if bindir="$(find_bindir)" && is_running && "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+        log "running on port $port"
+        printf '%s\n' "$url"
+    else
+        log "not running on port $port"
+        return 1
+    fi
+}
+
+case "$cmd" in
+start) start ;;
+stop) stop ;;
+url) printf '%s\n' "$url" ;;
+status) status ;;
+*) usage ;;
+esac

@@ -1,0 +1,31 @@
+"""sessionkit: the ORM Session's object lifecycle for SQLAlchemy Core applications."""
+
+from .inspection import History, InstanceInspection, inspect
+from .mapping import Mapper, declarative_base, map_imperatively
+from .query import Query
+from .session import (
+    Session,
+    SessionTransaction,
+    make_transient,
+    make_transient_to_detached,
+    sessionmaker,
+)
+from .state import NO_VALUE
+
+__all__ = [
+    "NO_VALUE",
+    "History",
+    "InstanceInspection",
+    "Mapper",
+    "Query",
+    "Session",
+    "SessionTransaction",
+    "declarative_base",
+    "inspect",
+    "make_transient",
+    "make_transient_to_detached",
+    "map_imperatively",
+    "sessionmaker",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,143 @@
+"""Column descriptors and the instance methods installed on mapped classes.
+
+The descriptor is a *non-data* descriptor: once a value is loaded into the instance
+``__dict__`` Python finds it there without calling any sessionkit code, which makes a
+loaded-attribute read as cheap as on a plain object. The descriptor only runs when the
+key is absent, which is exactly when an attribute is expired (load it) or was never set
+(``None``). Writes go through ``__setattr__`` installed on the class, which records the
+committed value for change tracking and tells the Session that the object is dirty.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, overload
+
+from sqlalchemy import Column
+
+from .exc import DetachedInstanceError
+from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
+
+if TYPE_CHECKING:
+    from .mapping import Mapper
+
+_EXPIRED_BY_TEXT = {
+    "commit": "by Session.commit() (expire_on_commit=True)",
+    "rollback": "by Session.rollback()",
+    "expire": "by Session.expire() or Session.expire_all()",
+    "refresh": "by Session.refresh()",
+    "failed flush": "when a failed flush rolled the transaction back",
+    "detach": "because the object was attached without these values loaded",
+}
+
+
+def detached_error(obj: object, state: InstanceState, key: str) -> DetachedInstanceError:
+    """The reference's words first, then what happened and the two ways out."""
+    why = _EXPIRED_BY_TEXT.get(state.expired_by or "", "earlier")
+    return DetachedInstanceError(
+        f"Instance {state_str(obj)} is not bound to a Session; attribute refresh "
+        f"operation cannot proceed. Attribute {key!r} of {type(obj).__name__} was expired "
+        f"{why} and must be reloaded from the database, but the object is detached. "
+        f"Re-attach it with session.add(obj) before reading it, or create the Session "
+        f"with expire_on_commit=False so that values stay loaded after commit."
+    )
+
+
+class ColumnAttribute:
+    """One mapped column on a class: ``User.name`` is the Core column, ``user.name`` the value."""
+
+    __slots__ = ("column", "key", "mapper")
+
+    def __init__(self, key: str, column: Column[Any], mapper: Mapper) -> None:
+        self.key = key
+        self.column = column
+        self.mapper = mapper
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Column[Any]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type) -> Any: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.column
+        # Only reached when the key is not in obj.__dict__ (non-data descriptor).
+        return load_missing(obj, self.key)
+
+    def __repr__(self) -> str:
+        return f"<ColumnAttribute {self.mapper.class_.__name__}.{self.key}>"
+
+
+def load_missing(obj: object, key: str) -> Any:
+    d = obj.__dict__
+    state: InstanceState | None = d.get(STATE_KEY)
+    if state is None or not state.expired or key not in state.expired:
+        return None  # never set: None, with no SQL (the reference does the same)
+    ref = state.session_ref
+    session = None if ref is None else ref()
+    if session is None:
+        raise detached_error(obj, state, key)
+    session._load_expired_attribute(obj, state, key)
+    return d.get(key)
+
+
+def instance_setattr(self: Any, key: str, value: Any) -> None:
+    mapper: Mapper = type(self).__sk_mapper__
+    if key not in mapper.attr_index:
+        mapper.base_setattr(self, key, value)
+        return
+    d = self.__dict__
+    state: InstanceState | None = d.get(STATE_KEY)
+    if state is not None:
+        if state.key is not None:
+            committed = state.committed
+            if committed is None:
+                state.committed = committed = {}
+            if key not in committed:
+                committed[key] = d.get(key, NO_VALUE)
+            expired = state.expired
+            if expired and key in expired:
+                state.expired = expired - {key} or None
+        if not state.modified:
+            state.modified = True
+            ref = state.session_ref
+            if ref is not None:
+                session = ref()
+                if session is not None:
+                    d[key] = value
+                    session._on_modified(self, state)
+                    return
+    d[key] = value
+
+
+def instance_delattr(self: Any, key: str) -> None:
+    """``del obj.attr`` on a column means "set it to NULL", as in the reference."""
+    mapper: Mapper = type(self).__sk_mapper__
+    if key not in mapper.attr_index:
+        object.__delattr__(self, key)
+        return
+    instance_setattr(self, key, None)
+    self.__dict__.pop(key, None)
+
+
+def instance_init(self: Any, **kwargs: Any) -> None:
+    """Keyword constructor: ``User(name="sandy")`` sets only the given attributes."""
+    cls = type(self)
+    for k, v in kwargs.items():
+        if not hasattr(cls, k):
+            raise TypeError(
+                f"{k!r} is an invalid keyword argument for {cls.__name__}; "
+                f"mapped attributes are {', '.join(cls.__sk_mapper__.attr_keys)}"
+            )
+        setattr(self, k, v)
+
+
+def instance_repr(self: Any) -> str:
+    """Shows loaded values only; never triggers a load."""
+    mapper: Mapper = type(self).__sk_mapper__
+    d = self.__dict__
+    parts = [f"{k}={d[k]!r}" for k in mapper.attr_keys if k in d]
+    state: InstanceState | None = d.get(STATE_KEY)
+    if state is not None and state.expired:
+        parts.append("<expired: " + ", ".join(k for k in mapper.attr_keys if k not in d) + ">")
+    return f"{type(self).__name__}({', '.join(parts)})"

@@ -1,0 +1,346 @@
+"""The unit of work: pending objects become INSERTs, changed ones UPDATEs, deleted ones
+DELETEs, in an order that respects foreign keys.
+
+Order (the reference's, plus foreign-key ordering it only does through relationships):
+for each table parents-first, the UPDATEs then the INSERTs; then for each table
+children-first, the DELETEs. Statements with the same shape go out as one executemany;
+rows that need a database-generated key use ``INSERT ... RETURNING`` with
+``sort_by_parameter_order=True`` so every key lands on the object it belongs to.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from itertools import groupby
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Table, and_, bindparam
+from sqlalchemy.engine import Connection, CursorResult
+
+from .exc import SAWarning, StaleDataError
+from .state import NO_VALUE, InstanceState
+
+if TYPE_CHECKING:
+    from .mapping import Mapper
+
+Pair = tuple[Any, InstanceState]
+
+_table_order_cache: dict[tuple[Table, ...], list[Table]] = {}
+
+
+class FlushHost(Protocol):
+    """What the unit of work reports back to the Session as each statement succeeds."""
+
+    def _flush_load_expired(self, obj: Any, state: InstanceState) -> None: ...
+
+    def _flush_inserted(self, obj: Any, state: InstanceState, key: Any) -> None: ...
+
+    def _flush_updated(self, obj: Any, state: InstanceState, new_key: Any) -> None: ...
+
+    def _flush_deleted(self, obj: Any, state: InstanceState) -> None: ...
+
+
+def table_order(tables: Sequence[Table]) -> list[Table]:
+    """Parents before the tables whose foreign keys refer to them; otherwise first-seen order.
+
+    The reference orders tables only through relationship(); with bare ForeignKey columns
+    it can INSERT a child before its parent, which PostgreSQL rejects.
+    """
+    cache_key = tuple(tables)
+    order = _table_order_cache.get(cache_key)
+    if order is None:
+        members = set(tables)
+        deps = {
+            t: {fk.column.table for fk in t.foreign_keys if fk.column.table in members} - {t}
+            for t in tables
+        }
+        order = []
+        done: set[Table] = set()
+        while len(order) < len(tables):
+            ready = [t for t in tables if t not in done and deps[t] <= done]
+            if not ready:  # a cycle: fall back to the given order for the rest
+                ready = [t for t in tables if t not in done]
+            order.append(ready[0])
+            done.add(ready[0])
+        _table_order_cache[cache_key] = order
+    return order
+
+
+def _sort_persistent(pairs: list[Pair]) -> list[Pair]:
+    """Persistent objects go out in primary-key order, as in the reference."""
+    try:
+        return sorted(pairs, key=lambda p: p[1].key)
+    except TypeError:
+        return pairs
+
+
+class _Facts:
+    """Per-mapper facts the flush needs, computed on first flush of that class."""
+
+    def __init__(self, mapper: Mapper, dialect: Any) -> None:
+        table = mapper.table
+        self.insert_as_none = [
+            c.key
+            for c in mapper.columns
+            if not c.primary_key
+            and c.server_default is None
+            and c.default is None
+            and not c.type.should_evaluate_none
+        ]
+        self.evaluates_none = frozenset(c.key for c in mapper.columns if c.type.should_evaluate_none)
+        self.pk_col_keys = frozenset(c.key for c in mapper.pk_columns)
+        self.server_default_cols = [
+            c
+            for c in mapper.columns
+            if c.server_default is not None
+            or (c.default is not None and c.default.is_clause_element)
+        ]
+        self.server_default_keys = frozenset(c.key for c in self.server_default_cols)
+        self.prefer_eager = bool(table.implicit_returning and dialect.insert_executemany_returning)
+        self.insert = table.insert()
+        self.update = table.update().where(
+            and_(*(c == bindparam(c._label, type_=c.type) for c in mapper.pk_columns))
+        )
+        self.delete = table.delete().where(
+            and_(*(c == bindparam(c.key, type_=c.type) for c in mapper.pk_columns))
+        )
+
+
+def _facts(mapper: Mapper, conn: Connection) -> _Facts:
+    key = ("flush_facts", conn.dialect.name, conn.dialect.driver)
+    facts = mapper.statement_cache.get(key)
+    if facts is None:
+        facts = mapper.statement_cache[key] = _Facts(mapper, conn.dialect)
+    return facts  # type: ignore[no-any-return]
+
+
+class UnitOfWork:
+    """One flush: collects the work by table, then emits it on ``conn``."""
+
+    def __init__(self, host: FlushHost, conn: Connection) -> None:
+        self.host = host
+        self.conn = conn
+        self.inserts: dict[Mapper, list[Pair]] = {}
+        self.updates: dict[Mapper, list[Pair]] = {}
+        self.deletes: dict[Mapper, list[Pair]] = {}
+
+    def register(
+        self, pending: Sequence[Pair], modified: Sequence[Pair], deleted: Sequence[Pair]
+    ) -> None:
+        for obj, state in pending:
+            self.inserts.setdefault(state.mapper, []).append((obj, state))
+        for obj, state in modified:
+            self.updates.setdefault(state.mapper, []).append((obj, state))
+        for obj, state in deleted:
+            self.deletes.setdefault(state.mapper, []).append((obj, state))
+
+    def execute(self) -> None:
+        mappers = {**dict.fromkeys(self.updates), **dict.fromkeys(self.inserts)}
+        mappers.update(dict.fromkeys(self.deletes))
+        by_table = {m.table: m for m in mappers}
+        order = table_order(list(by_table))
+        for table in order:
+            mapper = by_table[table]
+            if mapper in self.updates:
+                self._emit_updates(mapper, _sort_persistent(self.updates[mapper]))
+            if mapper in self.inserts:
+                self._emit_inserts(mapper, self.inserts[mapper])
+        for table in reversed(order):
+            mapper = by_table[table]
+            if mapper in self.deletes:
+                self._emit_deletes(mapper, _sort_persistent(self.deletes[mapper]))
+
+    # -- INSERT -------------------------------------------------------------------------
+
+    def _emit_inserts(self, mapper: Mapper, pairs: list[Pair]) -> None:
+        facts = _facts(mapper, self.conn)
+        records = []
+        for obj, state in pairs:
+            d = obj.__dict__
+            params: dict[str, Any] = {}
+            for attr, col_key in zip(mapper.attr_keys, mapper.col_keys, strict=True):
+                if attr in d:
+                    value = d[attr]
+                    if value is None and col_key not in facts.evaluates_none:
+                        continue
+                    params[col_key] = value
+            for col_key in facts.insert_as_none:
+                if col_key not in params:
+                    params[col_key] = None
+            has_all_pks = facts.pk_col_keys.issubset(params)
+            has_all_defaults = (
+                facts.server_default_keys.issubset(params) if facts.prefer_eager else True
+            )
+            records.append((obj, state, params, has_all_pks, has_all_defaults))
+
+        def shape(rec: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (frozenset(rec[2]), rec[3], rec[4])
+
+        conn = self.conn
+        for (_, has_all_pks, has_all_defaults), grp in groupby(records, shape):
+            group = list(grp)
+            stmt = facts.insert
+            if has_all_pks and (has_all_defaults or not facts.prefer_eager):
+                result = conn.execute(stmt, [r[2] for r in group])
+                compiled_params = result.context.compiled_parameters
+                for rec, cparams in zip(group, compiled_params, strict=True):
+                    self._inserted(mapper, rec, result, cparams, None)
+                continue
+            do_many = (
+                len(group) > 1
+                and mapper.table.implicit_returning
+                and conn.dialect.insert_executemany_returning_sort_by_parameter_order
+            )
+            if not has_all_defaults and facts.prefer_eager:
+                stmt = stmt.return_defaults(
+                    *facts.server_default_cols, sort_by_parameter_order=True
+                )
+            if do_many:
+                stmt = stmt.return_defaults(*mapper.pk_columns, sort_by_parameter_order=True)
+                result = conn.execute(stmt, [r[2] for r in group])
+                pk_rows = result.inserted_primary_key_rows
+                default_rows = result.returned_defaults_rows or [None] * len(group)
+                compiled_params = result.context.compiled_parameters
+                for rec, cparams, pk, defaults in zip(
+                    group, compiled_params, pk_rows, default_rows, strict=True
+                ):
+                    self._set_pk(mapper, rec[0].__dict__, pk, False)
+                    self._inserted(mapper, rec, result, cparams, defaults)
+            else:
+                for rec in group:
+                    result = conn.execute(stmt, rec[2])
+                    self._set_pk(mapper, rec[0].__dict__, result.inserted_primary_key, False)
+                    self._inserted(
+                        mapper, rec, result, result.context.compiled_parameters[0],
+                        result.returned_defaults,
+                    )
+
+    @staticmethod
+    def _set_pk(mapper: Mapper, d: dict[str, Any], pk: Sequence[Any] | None, force: bool) -> None:
+        if pk is None:
+            return
+        for attr, value in zip(mapper.pk_attr_keys, pk, strict=True):
+            if force or d.get(attr) is None:
+                d[attr] = value
+
+    def _inserted(
+        self,
+        mapper: Mapper,
+        rec: tuple[Any, ...],
+        result: CursorResult[Any],
+        cparams: dict[str, Any],
+        returned: Sequence[Any] | None,
+    ) -> None:
+        obj, state = rec[0], rec[1]
+        d = obj.__dict__
+        compiled = result.context.compiled
+        assert compiled is not None
+        attr_for_column = mapper.attr_for_column
+        if returned is not None:
+            for value, col in zip(returned, compiled.effective_returning, strict=False):
+                if col.primary_key:
+                    continue
+                attr = attr_for_column.get(col)  # type: ignore[call-overload]
+                if attr is not None:
+                    d[attr] = value
+        for col in compiled.prefetch:
+            attr = attr_for_column.get(col)  # type: ignore[call-overload]
+            if attr is not None and col.key in cparams:
+                d[attr] = cparams[col.key]
+        returning = compiled.effective_returning or ()
+        expire = [
+            attr_for_column[c]  # type: ignore[index]
+            for c in compiled.postfetch
+            if c in attr_for_column and c not in returning
+        ]
+        key = mapper.key_from_dict(d)
+        for attr in expire:
+            d.pop(attr, None)
+        state.expired = frozenset(expire) if expire else None
+        self.host._flush_inserted(obj, state, key)
+
+    # -- UPDATE -------------------------------------------------------------------------
+
+    def _emit_updates(self, mapper: Mapper, pairs: list[Pair]) -> None:
+        facts = _facts(mapper, self.conn)
+        compare = mapper.compare
+        column_for_attr = mapper.column_for_attr
+        records = []
+        for obj, state in pairs:
+            d = obj.__dict__
+            if state.expired and any(
+                k in state.expired and k not in d for k in mapper.pk_attr_keys
+            ):
+                self.host._flush_load_expired(obj, state)
+            params: dict[str, Any] = {}
+            for attr, old in (state.committed or {}).items():
+                new = d.get(attr)
+                if old is NO_VALUE or not compare[attr](old, new):
+                    params[column_for_attr[attr].key] = new
+            if not params:
+                self.host._flush_updated(obj, state, state.key)
+                continue
+            old_key = state.key
+            pk_values = (old_key,) if mapper.single_pk else old_key
+            for col, value in zip(mapper.pk_columns, pk_values, strict=True):
+                params[col._label] = value
+            records.append((obj, state, params))
+
+        conn = self.conn
+        dialect = conn.dialect
+        stmt = facts.update
+        for _, grp in groupby(records, lambda r: frozenset(r[2])):
+            group = list(grp)
+            result = conn.execute(stmt, [r[2] for r in group])
+            check = dialect.supports_sane_rowcount and (
+                len(group) == 1 or dialect.supports_sane_multi_rowcount
+            )
+            if check and result.rowcount != len(group):
+                raise StaleDataError(
+                    f"UPDATE statement on table {mapper.table.name!r} expected to update "
+                    f"{len(group)} row(s); {result.rowcount} were matched. The row of "
+                    f"{'an object' if len(group) > 1 else type(group[0][0]).__name__} was "
+                    f"deleted or its primary key changed by another transaction; reload the "
+                    f"object (session.refresh / session.get) and apply the change again."
+                )
+            for obj, state, _ in group:
+                self.host._flush_updated(obj, state, mapper.key_from_dict(obj.__dict__))
+
+    # -- DELETE -------------------------------------------------------------------------
+
+    def _emit_deletes(self, mapper: Mapper, pairs: list[Pair]) -> None:
+        facts = _facts(mapper, self.conn)
+        params_list = []
+        for obj, state in pairs:
+            d = obj.__dict__
+            if state.expired and any(
+                k in state.expired and k not in d for k in mapper.pk_attr_keys
+            ):
+                self.host._flush_load_expired(obj, state)
+            pk_values = (state.key,) if mapper.single_pk else state.key
+            params_list.append(
+                {c.key: v for c, v in zip(mapper.pk_columns, pk_values, strict=True)}
+            )
+        conn = self.conn
+        dialect = conn.dialect
+        result = conn.execute(facts.delete, params_list)
+        expected = len(params_list)
+        if (
+            result.rowcount > -1
+            and result.rowcount != expected
+            and dialect.supports_sane_rowcount
+            and (dialect.supports_sane_multi_rowcount or expected == 1)
+        ):
+            warnings.warn(
+                f"DELETE statement on table {mapper.table.name!r} expected to delete "
+                f"{expected} row(s); {result.rowcount} were matched. Another transaction "
+                f"deleted the row(s) first; the objects are treated as deleted.",
+                SAWarning,
+                stacklevel=6,
+            )
+        for obj, state in pairs:
+            self.host._flush_deleted(obj, state)
+
+
+

@@ -1,0 +1,137 @@
+"""The identity map: at most one object per primary key per Session.
+
+Entries are weak references, so an unmodified object the application no longer holds
+disappears, as in the reference. Objects with unflushed changes are kept alive by the
+Session's own strong sets, not here. Each mapped class gets its own plain dict keyed by
+the bare primary-key value; that keeps the loader's per-row lookup a single ``dict.get``
+without building ``(cls, (pk,), None)`` tuples.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .state import STATE_KEY, InstanceState
+
+if TYPE_CHECKING:
+    from .mapping import Mapper
+
+Ref = weakref.ref[Any]
+IdentityKey = tuple[type, tuple[Any, ...], None]
+
+
+class IdentityMap:
+    """Weak-valued map from identity key to object, partitioned by mapper."""
+
+    def __init__(self) -> None:
+        self.by_mapper: dict[Mapper, dict[Any, Ref]] = {}
+        self._dead = 0
+        # Bound once: every weakref shares this callback object.
+        self.on_dead = self._note_dead
+
+    def _note_dead(self, _ref: Ref) -> None:
+        # Runs inside garbage collection: only count, never mutate the dicts here.
+        self._dead += 1
+
+    def sub(self, mapper: Mapper) -> dict[Any, Ref]:
+        sub = self.by_mapper.get(mapper)
+        if sub is None:
+            sub = self.by_mapper[mapper] = {}
+        if self._dead > 256 and self._dead * 2 > sum(map(len, self.by_mapper.values())):
+            self.sweep()
+        return sub
+
+    def sweep(self) -> None:
+        if not self._dead:
+            return
+        self._dead = 0
+        for mapper, sub in list(self.by_mapper.items()):
+            self.by_mapper[mapper] = {k: r for k, r in list(sub.items()) if r() is not None}
+
+    def get(self, mapper: Mapper, key: Any) -> Any:
+        sub = self.by_mapper.get(mapper)
+        if sub is None:
+            return None
+        ref = sub.get(key)
+        return None if ref is None else ref()
+
+    def add(self, mapper: Mapper, key: Any, obj: object) -> None:
+        self.sub(mapper)[key] = weakref.ref(obj, self.on_dead)
+
+    def discard(self, mapper: Mapper, key: Any, obj: object) -> None:
+        """Remove ``key`` only if it still maps to ``obj``."""
+        sub = self.by_mapper.get(mapper)
+        if sub is None:
+            return
+        ref = sub.get(key)
+        if ref is not None and ref() in (obj, None):
+            del sub[key]
+
+    def contains_state(self, state: InstanceState, obj: object) -> bool:
+        if state.key is None:
+            return False
+        return self.get(state.mapper, state.key) is obj
+
+    def objects(self) -> list[Any]:
+        """Live objects, as a list so callers may change the map while walking it."""
+        out = []
+        for sub in self.by_mapper.values():
+            for ref in list(sub.values()):
+                obj = ref()
+                if obj is not None:
+                    out.append(obj)
+        return out
+
+    def states(self) -> list[tuple[Any, InstanceState]]:
+        return [(obj, obj.__dict__[STATE_KEY]) for obj in self.objects()]
+
+    def clear(self) -> None:
+        self.by_mapper.clear()
+        self._dead = 0
+
+    # -- the public mapping view: keys are (cls, (pk, ...), None) ------------------------
+
+    def keys(self) -> list[IdentityKey]:
+        out = []
+        for mapper, sub in self.by_mapper.items():
+            for key, ref in list(sub.items()):
+                if ref() is not None:
+                    out.append(mapper.identity_key_for(key))
+        return out
+
+    def values(self) -> list[Any]:
+        return self.objects()
+
+    def items(self) -> list[tuple[IdentityKey, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    def _split(self, ident: Any) -> tuple[Mapper, Any] | None:
+        if not (isinstance(ident, tuple) and len(ident) in (2, 3)):
+            return None
+        cls, values = ident[0], ident[1]
+        mapper = getattr(cls, "__dict__", {}).get("__sk_mapper__")
+        if mapper is None or not isinstance(values, tuple) or len(values) != len(mapper.pk_columns):
+            return None
+        return mapper, values[0] if mapper.single_pk else values
+
+    def __getitem__(self, ident: IdentityKey) -> Any:
+        split = self._split(ident)
+        obj = None if split is None else self.get(*split)
+        if obj is None:
+            raise KeyError(ident)
+        return obj
+
+    def __contains__(self, ident: object) -> bool:
+        split = self._split(ident)
+        return split is not None and self.get(*split) is not None
+
+    def __iter__(self) -> Iterator[IdentityKey]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __bool__(self) -> bool:
+        return any(r() is not None for sub in self.by_mapper.values() for r in sub.values())

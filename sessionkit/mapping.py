@@ -1,0 +1,272 @@
+"""Plain classes onto Core tables.
+
+A ``Mapper`` holds the per-class facts every hot path needs precomputed: the mapped
+columns in table order, their attribute keys, where the primary key sits in a row, and a
+cache of statements. Classes are mapped either declaratively (``declarative_base()``
+with ``Column`` attributes or ``__table__ = existing_table``) or with
+``map_imperatively(cls, table)`` for an application's existing classes.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Column, FromClause, MetaData, Table
+
+from .attributes import (
+    ColumnAttribute,
+    instance_delattr,
+    instance_init,
+    instance_repr,
+    instance_setattr,
+)
+from .exc import ArgumentError, UnmappedClassError, UnmappedInstanceError
+from .state import STATE_KEY, InstanceState
+
+MAPPER_ATTR = "__sk_mapper__"
+
+
+class Mapper:
+    """Facts about one mapped class, computed once when the class is mapped."""
+
+    def __init__(self, class_: type, table: Table, attr_keys: dict[Column[Any], str]) -> None:
+        if not table.primary_key.columns:
+            raise ArgumentError(
+                f"Cannot map class {class_.__name__} to table {table.name!r}: the table has no "
+                f"primary key. sessionkit identifies every row by its primary key; declare one "
+                f"with Column(..., primary_key=True) or a PrimaryKeyConstraint."
+            )
+        self.class_ = class_
+        self.table = table
+        self.columns: tuple[Column[Any], ...] = tuple(table.c)
+        self.attr_keys: tuple[str, ...] = tuple(attr_keys.get(c, c.key) for c in self.columns)
+        self.col_keys: tuple[str, ...] = tuple(c.key for c in self.columns)
+        self.attr_index: dict[str, int] = {k: i for i, k in enumerate(self.attr_keys)}
+        self.column_for_attr: dict[str, Column[Any]] = dict(
+            zip(self.attr_keys, self.columns, strict=True)
+        )
+        self.attr_for_column: dict[Column[Any], str] = dict(
+            zip(self.columns, self.attr_keys, strict=True)
+        )
+        self.pk_columns: tuple[Column[Any], ...] = tuple(table.primary_key.columns)
+        self.pk_attr_keys: tuple[str, ...] = tuple(self.attr_for_column[c] for c in self.pk_columns)
+        self.pk_positions: tuple[int, ...] = tuple(self.columns.index(c) for c in self.pk_columns)
+        self.single_pk = len(self.pk_columns) == 1
+        self.all_attrs: frozenset[str] = frozenset(self.attr_keys)
+        # The row -> primary-key value function used by the loader.
+        self.row_pk: Callable[[Any], Any] = operator.itemgetter(*self.pk_positions)
+        self.selectable: FromClause = table._annotate({"sessionkit_mapper": self})
+        self.base_setattr: Callable[[Any, str, Any], None] = object.__setattr__
+        self.statement_cache: dict[Any, Any] = {}
+        self.compare: dict[str, Callable[[Any, Any], bool]] = {
+            k: c.type.compare_values for k, c in zip(self.attr_keys, self.columns, strict=True)
+        }
+
+    def identity_key_for(self, key: Any) -> tuple[type, tuple[Any, ...], None]:
+        return (self.class_, (key,) if self.single_pk else tuple(key), None)
+
+    def key_from_dict(self, d: dict[str, Any]) -> Any:
+        """The primary-key value held in an instance dict, or None if incomplete."""
+        if self.single_pk:
+            return d.get(self.pk_attr_keys[0])
+        values = tuple(d.get(k) for k in self.pk_attr_keys)
+        return None if None in values else values
+
+    def normalize_key(self, ident: Any) -> Any:
+        """``get()``'s argument (scalar, tuple or dict) as an identity-map key."""
+        if isinstance(ident, dict):
+            try:
+                values = tuple(ident[k] for k in self.pk_attr_keys)
+            except KeyError as err:
+                raise ArgumentError(
+                    f"Incorrect names of values in identifier for {self.class_.__name__}: "
+                    f"expected the keys {list(self.pk_attr_keys)}, got {sorted(ident)}"
+                ) from err
+        elif isinstance(ident, (tuple, list)):
+            values = tuple(ident)
+        else:
+            values = (ident,)
+        if len(values) != len(self.pk_columns):
+            raise ArgumentError(
+                f"Incorrect number of values in identifier for {self.class_.__name__}: "
+                f"formatted primary key for {self.table.name!r} has {len(self.pk_columns)} "
+                f"column(s) ({', '.join(self.pk_attr_keys)}), got {len(values)} value(s)"
+            )
+        return values[0] if self.single_pk else values
+
+    def __repr__(self) -> str:
+        return f"<Mapper {self.class_.__name__} -> {self.table.name}>"
+
+
+class _ClauseElementHook:
+    """Makes ``select(User)`` work: Core asks the class for ``__clause_element__()``."""
+
+    def __init__(self, mapper: Mapper) -> None:
+        self.mapper = mapper
+
+    def __get__(self, obj: object | None, owner: type) -> Callable[[], FromClause]:
+        if obj is not None:
+            raise AttributeError("__clause_element__")
+        selectable = self.mapper.selectable
+        return lambda: selectable
+
+
+def map_imperatively(
+    cls: type, table: Table, *, attribute_names: dict[str, str] | None = None
+) -> Mapper:
+    """Map an existing plain class onto an existing Core ``Table``.
+
+    ``attribute_names`` maps column keys to attribute names where they differ.
+    The class keeps its own ``__init__``; only columns become descriptors.
+    """
+    if MAPPER_ATTR in cls.__dict__:
+        raise ArgumentError(
+            f"Class {cls.__module__}.{cls.__qualname__} is already mapped to table "
+            f"{cls.__dict__[MAPPER_ATTR].table.name!r}; a class can be mapped only once. "
+            f"Create a separate class for the second table."
+        )
+    for base in cls.__mro__[1:]:
+        if MAPPER_ATTR in base.__dict__:
+            raise ArgumentError(
+                f"Class {cls.__name__} inherits from mapped class {base.__name__}; sessionkit "
+                f"does not map class hierarchies. Map {cls.__name__} to its own table "
+                f"without inheriting from {base.__name__}, or share columns through an "
+                f"unmapped mixin."
+            )
+    names = attribute_names or {}
+    attr_keys = {c: names.get(c.key, c.key) for c in table.c}
+    mapper = Mapper(cls, table, attr_keys)
+    for key, column in mapper.column_for_attr.items():
+        if key == STATE_KEY or key.startswith("__"):
+            raise ArgumentError(f"Column {column.key!r} cannot be mapped as attribute {key!r}")
+        setattr(cls, key, ColumnAttribute(key, column, mapper))
+    own_setattr = cls.__setattr__
+    if own_setattr is not instance_setattr:
+        mapper.base_setattr = own_setattr
+    type.__setattr__(cls, "__setattr__", instance_setattr)
+    type.__setattr__(cls, "__delattr__", instance_delattr)
+    type.__setattr__(cls, "__clause_element__", _ClauseElementHook(mapper))
+    type.__setattr__(cls, MAPPER_ATTR, mapper)
+    return mapper
+
+
+def _declarative_columns(cls: type) -> dict[str, Column[Any]]:
+    """Column attributes of a declarative class, own ones and copies from mixins."""
+    found: dict[str, Column[Any]] = {}
+    for base in reversed(cls.__mro__[1:]):
+        if MAPPER_ATTR in base.__dict__:
+            continue
+        for name, value in base.__dict__.items():
+            if isinstance(value, Column):
+                found[name] = value._copy()
+    for name, value in cls.__dict__.items():
+        if isinstance(value, Column):
+            found[name] = value
+    return found
+
+
+def _map_declarative(cls: type, metadata: MetaData) -> None:
+    if cls.__dict__.get("__abstract__", False):
+        return
+    table = cls.__dict__.get("__table__")
+    tablename = cls.__dict__.get("__tablename__")
+    if table is None and tablename is None:
+        for base in cls.__mro__[1:]:
+            if MAPPER_ATTR in base.__dict__:
+                raise ArgumentError(
+                    f"Class {cls.__name__} inherits from mapped class {base.__name__} without "
+                    f"a __tablename__ or __table__ of its own; sessionkit does not map class "
+                    f"hierarchies. Give {cls.__name__} its own table, or move shared columns "
+                    f"into an unmapped mixin."
+                )
+        raise ArgumentError(
+            f"Class {cls.__name__} has no __tablename__ or __table__; declare one, or set "
+            f"__abstract__ = True for a base class that is not mapped."
+        )
+    attr_names: dict[str, str] = {}
+    if table is None:
+        columns = _declarative_columns(cls)
+        if not columns:
+            raise ArgumentError(f"Class {cls.__name__} declares no Column attributes")
+        for name, col in columns.items():
+            if col.name is None:
+                col.name = name
+            if col.key is None:
+                col.key = name
+            attr_names[col.key] = name
+            if name in cls.__dict__:
+                type.__delattr__(cls, name)
+        args = cls.__dict__.get("__table_args__", ())
+        kwargs: dict[str, Any] = {}
+        if isinstance(args, dict):
+            args, kwargs = (), args
+        elif args and isinstance(args[-1], dict):
+            args, kwargs = args[:-1], args[-1]
+        table = Table(tablename, metadata, *columns.values(), *args, **kwargs)
+    elif not isinstance(table, Table):
+        raise ArgumentError(
+            f"{cls.__name__}.__table__ must be a sqlalchemy Table, got {type(table).__name__}"
+        )
+    map_imperatively(cls, table, attribute_names=attr_names)
+
+
+def declarative_base(
+    *, metadata: MetaData | None = None, name: str = "Base", cls: type = object
+) -> Any:
+    """A base class whose subclasses are mapped when they are defined.
+
+    Pass ``metadata=app_metadata`` to put the tables in an application's existing
+    ``MetaData``. The base supplies a keyword constructor and a repr showing loaded values.
+    """
+    md = metadata if metadata is not None else MetaData()
+
+    def __init_subclass__(sub: type, **kw: Any) -> None:
+        super(base, sub).__init_subclass__(**kw)
+        _map_declarative(sub, md)
+
+    namespace: dict[str, Any] = {
+        "metadata": md,
+        "__abstract__": True,
+        "__init__": instance_init,
+        "__repr__": instance_repr,
+        "__init_subclass__": classmethod(__init_subclass__),
+        "__doc__": "Declarative base: subclasses with __tablename__ or __table__ are mapped.",
+    }
+    base: type = type(name, (cls,), namespace)
+    return base
+
+
+def mapper_of_class(cls: type) -> Mapper:
+    mapper = cls.__dict__.get(MAPPER_ATTR) if isinstance(cls, type) else None
+    if mapper is None:
+        name = f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else repr(cls)
+        raise UnmappedClassError(
+            f"Class '{name}' is not mapped; map it with a declarative_base() subclass or "
+            f"map_imperatively() first."
+        )
+    return mapper  # type: ignore[no-any-return]
+
+
+def mapper_of(obj: object) -> Mapper:
+    """The mapper of an instance, or UnmappedInstanceError naming its class."""
+    cls = type(obj)
+    mapper = cls.__dict__.get(MAPPER_ATTR)
+    if mapper is None:
+        raise UnmappedInstanceError(
+            f"Class '{cls.__module__}.{cls.__qualname__}' is not mapped; only instances of "
+            f"classes mapped with declarative_base() or map_imperatively() can be used "
+            f"with a Session."
+        )
+    return mapper  # type: ignore[no-any-return]
+
+
+def state_of(obj: object) -> InstanceState:
+    """The object's state, created on first use for objects never seen by a Session."""
+    d = getattr(obj, "__dict__", None)
+    state: InstanceState | None = None if d is None else d.get(STATE_KEY)
+    if state is None:
+        mapper = mapper_of(obj)
+        state = obj.__dict__[STATE_KEY] = InstanceState(mapper)
+    return state

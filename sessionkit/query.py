@@ -1,0 +1,90 @@
+"""``session.query(User)``: the small legacy facade, a thin builder over ``select()``.
+
+Kept for code written in the 1.x style; every method builds a Core ``Select`` and runs it
+through ``Session.execute``, so identity mapping and autoflush behave exactly as there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, Select, func, select
+
+from .exc import InvalidRequestError
+
+if TYPE_CHECKING:
+    from .mapping import Mapper
+    from .session import Session
+
+_T = TypeVar("_T")
+
+
+class Query(Generic[_T]):
+    """Immutable: each method returns a new Query."""
+
+    def __init__(self, session: Session, mapper: Mapper, stmt: Select[Any] | None = None) -> None:
+        self.session = session
+        self.mapper = mapper
+        # The reference's legacy Query labels columns ``users.id AS users_id``; so do we.
+        self.statement: Select[Any] = (
+            stmt
+            if stmt is not None
+            else select(mapper.class_).set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
+        )
+
+    def _with(self, stmt: Select[Any]) -> Query[_T]:
+        return Query(self.session, self.mapper, stmt)
+
+    def filter(self, *criteria: Any) -> Query[_T]:
+        return self._with(self.statement.where(*criteria))
+
+    where = filter
+
+    def filter_by(self, **kwargs: Any) -> Query[_T]:
+        cols = self.mapper.column_for_attr
+        for name in kwargs:
+            if name not in cols:
+                raise InvalidRequestError(
+                    f"filter_by({name}=...): {self.mapper.class_.__name__} has no mapped "
+                    f"attribute {name!r}; mapped attributes are "
+                    f"{', '.join(self.mapper.attr_keys)}"
+                )
+        return self.filter(*(cols[k] == v for k, v in kwargs.items()))
+
+    def order_by(self, *clauses: Any) -> Query[_T]:
+        return self._with(self.statement.order_by(*clauses))
+
+    def limit(self, limit: int | None) -> Query[_T]:
+        return self._with(self.statement.limit(limit))
+
+    def offset(self, offset: int | None) -> Query[_T]:
+        return self._with(self.statement.offset(offset))
+
+    def populate_existing(self) -> Query[_T]:
+        return self._with(self.statement.execution_options(populate_existing=True))
+
+    def all(self) -> list[_T]:
+        return list(self.session.execute(self.statement).scalars().all())
+
+    def __iter__(self) -> Any:
+        return iter(self.all())
+
+    def first(self) -> _T | None:
+        return self.session.execute(self.statement.limit(1)).scalars().first()  # type: ignore[no-any-return]
+
+    def one(self) -> _T:
+        return self.session.execute(self.statement).scalar_one()  # type: ignore[no-any-return]
+
+    def one_or_none(self) -> _T | None:
+        return self.session.execute(self.statement).scalar_one_or_none()  # type: ignore[no-any-return]
+
+    def get(self, ident: Any) -> _T | None:
+        return self.session.get(self.mapper.class_, ident)
+
+    def count(self) -> int:
+        """``SELECT count(*) FROM (<query>) AS anon_1``, as the reference emits it."""
+        stmt = select(func.count()).select_from(self.statement.subquery())
+        return int(self.session.execute(stmt).scalar_one())
+
+    def __repr__(self) -> str:
+        return str(self.statement)

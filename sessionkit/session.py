@@ -1,0 +1,931 @@
+"""The Session: identity map, unit of work and transaction lifecycle over Core.
+
+Two layers of transaction exist, as in the reference. The *session transaction* is
+bookkeeping (which objects were inserted, deleted or re-keyed since it began, so that a
+rollback can put them back); it starts as soon as anything is attached or changed. The
+*connection transaction* is a Core ``Connection.begin()`` (``BEGIN (implicit)`` in the
+log) and starts only when SQL must run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Connection, Engine, Executable, Select
+from sqlalchemy.engine import Result
+from sqlalchemy.engine.result import ChunkedIteratorResult, SimpleResultMetaData
+
+from .exc import (
+    ArgumentError,
+    InvalidRequestError,
+    ObjectDeletedError,
+    PendingRollbackError,
+    SAWarning,
+    StatementError,
+)
+from .flush import UnitOfWork
+from .identity import IdentityMap
+from .loading import apply_loaded, expire_state, fetch_by_pk, load_rows
+from .mapping import Mapper, mapper_of, mapper_of_class, state_of
+from .query import Query
+from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
+
+_T = TypeVar("_T")
+JoinMode = Literal["conditional_savepoint", "create_savepoint", "rollback_only", "control_fully"]
+_JOIN_MODES = ("conditional_savepoint", "create_savepoint", "rollback_only", "control_fully")
+_hash_keys = itertools.count(1)
+Pair = tuple[Any, InstanceState]
+
+
+class _IdentitySet:
+    """A read-only set of objects compared by identity (``session.new``, ``dirty``...)."""
+
+    __slots__ = ("_objs",)
+
+    def __init__(self, objs: Iterable[Any]) -> None:
+        self._objs = {id(o): o for o in objs}
+
+    def __contains__(self, obj: object) -> bool:
+        return id(obj) in self._objs
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._objs.values()))
+
+    def __len__(self) -> int:
+        return len(self._objs)
+
+    def __bool__(self) -> bool:
+        return bool(self._objs)
+
+    def __repr__(self) -> str:
+        return f"IdentitySet({list(self._objs.values())!r})"
+
+
+class SessionTransaction:
+    """One session transaction; a context manager that commits or rolls back."""
+
+    def __init__(self, session: Session, explicit: bool) -> None:
+        self.session = session
+        self.explicit = explicit
+        self.conn: Connection | None = None
+        self.owns_conn = False
+        self.trans: Any = None  # the Core Transaction this session controls, if any
+        self.should_commit = True
+        self.inserted: list[Pair] = []
+        self.deleted: list[Pair] = []
+        self.key_switches: list[tuple[Any, InstanceState, Any]] = []
+        self.failed: BaseException | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.failed is None and self.session._transaction is self
+
+    def commit(self) -> None:
+        if self.session._transaction is not self:
+            raise InvalidRequestError("This transaction is inactive")
+        self.session.commit()
+
+    def rollback(self) -> None:
+        if self.session._transaction is self:
+            self.session.rollback()
+
+    def __enter__(self) -> SessionTransaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self.session._transaction is not self:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+
+class Session:
+    """Tracks mapped objects and synchronises them with the database through Core.
+
+    Public behaviour follows the SQLAlchemy 2.1 ORM ``Session``; see the README for the
+    few deliberate differences.
+    """
+
+    def __init__(
+        self,
+        bind: Engine | Connection | None = None,
+        *,
+        autoflush: bool = True,
+        expire_on_commit: bool = True,
+        autobegin: bool = True,
+        close_resets_only: bool = True,
+        join_transaction_mode: JoinMode = "conditional_savepoint",
+        info: dict[Any, Any] | None = None,
+    ) -> None:
+        if join_transaction_mode not in _JOIN_MODES:
+            raise ArgumentError(
+                f"join_transaction_mode={join_transaction_mode!r} is not one of "
+                f"{', '.join(_JOIN_MODES)}"
+            )
+        if bind is not None and not isinstance(bind, (Engine, Connection)):
+            raise ArgumentError(
+                f"Session(bind=...) takes an Engine or a Connection, got {type(bind).__name__}"
+            )
+        self.bind = bind
+        self.autoflush = autoflush
+        self.expire_on_commit = expire_on_commit
+        self.autobegin = autobegin
+        self.close_resets_only = close_resets_only
+        self.join_transaction_mode: JoinMode = join_transaction_mode
+        self.info: dict[Any, Any] = info if info is not None else {}
+        self.hash_key = next(_hash_keys)
+        self._ref = weakref.ref(self)
+        self.identity_map = IdentityMap()
+        self._new: dict[InstanceState, Any] = {}
+        self._deleted: dict[InstanceState, Any] = {}
+        self._modified: dict[InstanceState, Any] = {}
+        self._transaction: SessionTransaction | None = None
+        self._no_autoflush = 0
+        self._flushing = False
+        self._closed_for_good = False
+
+    def __repr__(self) -> str:
+        return f"<sessionkit.Session {self.hash_key} at {hex(id(self))}>"
+
+    # -- context manager -----------------------------------------------------------------
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions --------------------------------------------------------------------
+
+    def _autobegin(self) -> SessionTransaction:
+        txn = self._transaction
+        if txn is None:
+            if self._closed_for_good:
+                raise InvalidRequestError(
+                    "This Session has been permanently closed and is unable to handle any "
+                    "more transaction requests."
+                )
+            if not self.autobegin:
+                raise InvalidRequestError(
+                    "Autobegin is disabled on this Session; please call session.begin() to "
+                    "start a new transaction"
+                )
+            txn = self._transaction = SessionTransaction(self, explicit=False)
+        return txn
+
+    def _check_active(self, txn: SessionTransaction) -> None:
+        if txn.failed is not None:
+            raise PendingRollbackError(
+                "This Session's transaction has been rolled back due to a previous exception "
+                "during flush. To begin a new transaction with this Session, first issue "
+                f"Session.rollback(). Original exception was: {txn.failed}",
+                code="7s2a",
+            )
+
+    def begin(self) -> SessionTransaction:
+        """Begin a transaction explicitly; use as ``with session.begin():``."""
+        if self._transaction is not None:
+            raise InvalidRequestError("A transaction is already begun on this Session.")
+        if self._closed_for_good:
+            self._autobegin()  # raises the "permanently closed" error
+        txn = self._transaction = SessionTransaction(self, explicit=True)
+        return txn
+
+    def in_transaction(self) -> bool:
+        return self._transaction is not None
+
+    @property
+    def is_active(self) -> bool:
+        txn = self._transaction
+        return txn is None or txn.failed is None
+
+    def get_transaction(self) -> SessionTransaction | None:
+        return self._transaction
+
+    def _connection(self) -> Connection:
+        txn = self._autobegin()
+        self._check_active(txn)
+        conn = txn.conn
+        if conn is None:
+            conn = self._start_connection(txn)
+        return conn
+
+    def _start_connection(self, txn: SessionTransaction) -> Connection:
+        bind = self.bind
+        if bind is None:
+            raise InvalidRequestError(
+                "This Session is not bound to an Engine or Connection; create it as "
+                "Session(engine) or sessionmaker(bind=engine)()."
+            )
+        if isinstance(bind, Engine):
+            conn = bind.connect()
+            try:
+                txn.trans = conn.begin()
+            except BaseException:
+                conn.close()
+                raise
+            txn.owns_conn = True
+            txn.conn = conn
+            return conn
+        # An application's Connection: join its transaction as join_transaction_mode says.
+        if bind.closed:
+            raise InvalidRequestError(
+                "The Connection this Session is bound to is closed; bind the Session to an "
+                "open Connection or to an Engine."
+            )
+        mode = self.join_transaction_mode
+        if not bind.in_transaction():
+            txn.trans = bind.begin()
+        elif mode == "create_savepoint" or (
+            mode == "conditional_savepoint" and bind.in_nested_transaction()
+        ):
+            txn.trans = bind.begin_nested()
+        elif mode == "control_fully":
+            txn.trans = bind.get_transaction()
+        else:  # rollback_only, or conditional_savepoint outside a savepoint
+            txn.trans = bind.get_transaction()
+            txn.should_commit = False
+        txn.conn = bind
+        return bind
+
+    def connection(self) -> Connection:
+        """The Connection of the current transaction (begins one if needed; no autoflush)."""
+        return self._connection()
+
+    def _end_connection(self, txn: SessionTransaction, commit: bool) -> None:
+        conn = txn.conn
+        if conn is None:
+            return
+        trans = txn.trans
+        try:
+            if trans is not None and trans.is_active:
+                if commit:
+                    if txn.should_commit:
+                        trans.commit()
+                else:
+                    trans.rollback()
+        finally:
+            txn.conn = None
+            txn.trans = None
+            if txn.owns_conn:
+                conn.close()
+
+    def commit(self) -> None:
+        """Flush, COMMIT, then expire everything (with ``expire_on_commit``)."""
+        txn = self._transaction
+        if txn is None:
+            txn = self._autobegin()
+        self._check_active(txn)
+        self.flush()
+        try:
+            self._end_connection(txn, commit=True)
+        except BaseException:
+            # COMMIT itself failed: the database kept nothing of this transaction.
+            self._discard_transaction(txn, "rollback")
+            raise
+        self._transaction = None
+        for obj, state in txn.deleted:
+            if state.session_ref is self._ref and state.deleted:
+                state.deleted = False
+                state.session_ref = None
+        if self.expire_on_commit:
+            for obj in self.identity_map.objects():
+                expire_state(obj, obj.__dict__[STATE_KEY], "commit", None)
+
+    def rollback(self) -> None:
+        """ROLLBACK (if a connection is held) and put every object back as it was."""
+        txn = self._transaction
+        if txn is None:
+            return
+        discarded = txn.failed is not None and bool(self._new)
+        self._discard_transaction(txn, "rollback")
+        if discarded:
+            warnings.warn(
+                "Session's state has been changed on a non-active transaction - this state "
+                "will be discarded.",
+                SAWarning,
+                stacklevel=2,
+            )
+
+    def _discard_transaction(self, txn: SessionTransaction, reason: str) -> None:
+        try:
+            self._end_connection(txn, commit=False)
+        finally:
+            self._transaction = None
+            if txn.failed is None:
+                self._revert(txn, reason)
+            else:
+                # The revert already happened when the flush failed; only objects added
+                # since then are left to drop.
+                self._drop_pending()
+
+    def _drop_pending(self) -> None:
+        for state in self._new:
+            state.session_ref = None
+        self._new.clear()
+        self._deleted.clear()
+        self._modified.clear()
+
+    def _revert(self, txn: SessionTransaction, reason: str) -> None:
+        """Undo the transaction in memory: what the database just forgot, we forget too."""
+        ref = self._ref
+        imap = self.identity_map
+        inserted = {id(s) for _, s in txn.inserted}
+        for obj, state, old_key in reversed(txn.key_switches):
+            if state.session_ref is ref and id(state) not in inserted:
+                imap.discard(state.mapper, state.key, obj)
+                state.key = old_key
+                imap.add(state.mapper, old_key, obj)
+        for obj, state in txn.inserted:
+            if state.session_ref is ref:
+                if not state.deleted:
+                    imap.discard(state.mapper, state.key, obj)
+                state.key = None
+                state.session_ref = None
+                state.deleted = state.was_deleted = False
+                state.expired = None
+                state.clear_history()
+        for obj, state in txn.deleted:
+            if state.session_ref is ref and id(state) not in inserted:
+                state.deleted = state.was_deleted = False
+                imap.add(state.mapper, state.key, obj)
+        self._drop_pending()
+        for obj in imap.objects():
+            expire_state(obj, obj.__dict__[STATE_KEY], reason, None)
+
+    def close(self) -> None:
+        """Detach every object, then end the transaction and return the connection."""
+        self._close(reset_only=self.close_resets_only)
+
+    def reset(self) -> None:
+        """Like ``close()`` but always leaves the Session usable."""
+        self._close(reset_only=True)
+
+    def _close(self, reset_only: bool) -> None:
+        txn = self._transaction
+        self.expunge_all()
+        if txn is not None:
+            for _, state in txn.deleted:
+                if state.session_ref is self._ref:
+                    state.session_ref = None
+                    state.deleted = False
+            self._transaction = None
+            self._end_connection(txn, commit=False)
+        if not reset_only:
+            self._closed_for_good = True
+
+    # -- attaching and detaching ---------------------------------------------------------
+
+    def _attached_elsewhere(self, obj: Any, state: InstanceState) -> None:
+        ref = state.session_ref
+        if ref is None or ref is self._ref:
+            return
+        other = ref()
+        if other is None:
+            state.session_ref = None
+            return
+        raise InvalidRequestError(
+            f"Object '{state_str(obj)}' is already attached to session '{other.hash_key}' "
+            f"(this is '{self.hash_key}'). Call session.expunge(obj) or close the other "
+            f"session first, or use session.merge(obj) to copy its state into this one."
+        )
+
+    def _attach_persistent(self, obj: Any, state: InstanceState) -> None:
+        existing = self.identity_map.get(state.mapper, state.key)
+        if existing is not None and existing is not obj:
+            raise InvalidRequestError(
+                f"Can't attach instance {state_str(obj)}; another instance with key "
+                f"{state.identity_key!r} is already present in this session."
+            )
+        state.session_ref = self._ref
+        self.identity_map.add(state.mapper, state.key, obj)
+        if state.modified:
+            self._modified[state] = obj
+
+    def add(self, instance: object) -> None:
+        """Attach an object: transient -> pending, detached -> persistent. No SQL."""
+        state = state_of(instance)
+        self._attached_elsewhere(instance, state)
+        txn = self._autobegin()
+        if state.key is None:
+            if state.session_ref is None:
+                state.session_ref = self._ref
+                self._new[state] = instance
+            return
+        if state.deleted or state.was_deleted:
+            raise InvalidRequestError(
+                f"Instance '{state_str(instance)}' has been deleted.  Use the make_transient() "
+                f"function to send this object back to the transient state."
+            )
+        if state.session_ref is self._ref:
+            self._deleted.pop(state, None)
+            return
+        self._attach_persistent(instance, state)
+        del txn
+
+    def add_all(self, instances: Iterable[object]) -> None:
+        for obj in instances:
+            self.add(obj)
+
+    def delete(self, instance: object) -> None:
+        """Mark a persistent (or detached) object for DELETE at the next flush."""
+        state = state_of(instance)
+        if state.key is None:
+            raise InvalidRequestError(f"Instance '{state_str(instance)}' is not persisted")
+        self._attached_elsewhere(instance, state)
+        if state.deleted:
+            return
+        self._autobegin()
+        if state.session_ref is not self._ref:
+            if state.was_deleted:
+                raise InvalidRequestError(
+                    f"Instance '{state_str(instance)}' has been deleted.  Use the "
+                    f"make_transient() function to send this object back to the transient "
+                    f"state."
+                )
+            self._attach_persistent(instance, state)
+        self._deleted[state] = instance
+
+    def _contains(self, obj: Any, state: InstanceState) -> bool:
+        if state.session_ref is not self._ref:
+            return False
+        if state.key is None:
+            return state in self._new
+        return self.identity_map.get(state.mapper, state.key) is obj
+
+    def __contains__(self, instance: object) -> bool:
+        mapper_of(instance)
+        state = instance.__dict__.get(STATE_KEY)
+        return state is not None and self._contains(instance, state)
+
+    def expunge(self, instance: object) -> None:
+        """Remove one object: pending -> transient, persistent -> detached."""
+        state = state_of(instance)
+        if not self._contains(instance, state):
+            raise InvalidRequestError(
+                f"Instance {state_str(instance)} is not present in this Session"
+            )
+        self._detach(instance, state)
+
+    def _detach(self, obj: Any, state: InstanceState) -> None:
+        if state.key is None:
+            self._new.pop(state, None)
+        else:
+            self.identity_map.discard(state.mapper, state.key, obj)
+            self._modified.pop(state, None)
+            self._deleted.pop(state, None)
+        state.session_ref = None
+
+    def expunge_all(self) -> None:
+        """Detach everything; the transaction and its connection stay as they are."""
+        for state in self._new:
+            state.session_ref = None
+        for obj in self.identity_map.objects():
+            obj.__dict__[STATE_KEY].session_ref = None
+        for state in self._modified:
+            state.session_ref = None
+        self.identity_map.clear()
+        self._new.clear()
+        self._deleted.clear()
+        self._modified.clear()
+
+    def _on_modified(self, obj: object, state: InstanceState) -> None:
+        if state.key is not None and not state.deleted:
+            self._modified[state] = obj
+        if self._transaction is None:
+            self._autobegin()
+
+    # -- expiry and refresh --------------------------------------------------------------
+
+    def _persistent_state(self, instance: object) -> InstanceState:
+        state = state_of(instance)
+        if state.key is None or not self._contains(instance, state):
+            raise InvalidRequestError(
+                f"Instance '{state_str(instance)}' is not persistent within this Session"
+            )
+        return state
+
+    def _attr_keys(self, state: InstanceState, names: Iterable[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        names = list(names)
+        for name in names:
+            if name not in state.mapper.attr_index:
+                raise InvalidRequestError(
+                    f"{state.mapper.class_.__name__} has no mapped attribute {name!r}; mapped "
+                    f"attributes are {', '.join(state.mapper.attr_keys)}"
+                )
+        return [k for k in state.mapper.attr_keys if k in names]
+
+    def expire(self, instance: object, attribute_names: Iterable[str] | None = None) -> None:
+        """Forget loaded values; the next read loads them again. No SQL now."""
+        state = self._persistent_state(instance)
+        keys = self._attr_keys(state, attribute_names)
+        expire_state(instance, state, "expire", keys)
+        if keys is None or not state.committed:
+            state.clear_history()
+            self._modified.pop(state, None)
+
+    def expire_all(self) -> None:
+        for obj in self.identity_map.objects():
+            state = obj.__dict__[STATE_KEY]
+            expire_state(obj, state, "expire", None)
+        self._modified.clear()
+
+    def refresh(self, instance: object, attribute_names: Iterable[str] | None = None) -> None:
+        """Expire, autoflush the rest of the session, then SELECT the row again."""
+        state = self._persistent_state(instance)
+        keys = self._attr_keys(state, attribute_names)
+        self.expire(instance, keys)
+        expire_state(instance, state, "refresh", keys)
+        self._autoflush()
+        load = tuple(keys) if keys is not None else state.mapper.attr_keys
+        row = fetch_by_pk(self._connection(), state.mapper, state.key, load)
+        if row is None:
+            raise InvalidRequestError(f"Could not refresh instance '{state_str(instance)}'")
+        apply_loaded(instance, state, load, row, overwrite=True)
+
+    def _expired_keys(self, obj: Any, state: InstanceState) -> tuple[str, ...]:
+        expired = state.expired or ()
+        d = obj.__dict__
+        return tuple(k for k in state.mapper.attr_keys if k in expired and k not in d)
+
+    def _load_expired_attribute(self, obj: object, state: InstanceState, key: str) -> None:
+        txn = self._autobegin()
+        self._check_active(txn)
+        keys = self._expired_keys(obj, state)
+        self._autoflush()
+        if state.key is None or state.session_ref is not self._ref:
+            return  # the autoflush failed and reverted the object; nothing to load
+        row = fetch_by_pk(self._connection(), state.mapper, state.key, keys)
+        if row is None:
+            raise ObjectDeletedError(
+                f"Instance '{state_str(obj)}' has been deleted, or its row is otherwise not "
+                f"present."
+            )
+        apply_loaded(obj, state, keys, row, overwrite=False)
+
+    # -- flush ---------------------------------------------------------------------------
+
+    @property
+    def no_autoflush(self) -> Any:
+        """``with session.no_autoflush:`` suspends autoflush inside the block."""
+        return self._no_autoflush_cm()
+
+    @contextmanager
+    def _no_autoflush_cm(self) -> Iterator[Session]:
+        self._no_autoflush += 1
+        try:
+            yield self
+        finally:
+            self._no_autoflush -= 1
+
+    def _autoflush(self) -> None:
+        if not self.autoflush or self._no_autoflush or self._flushing:
+            return
+        try:
+            self.flush()
+        except StatementError as err:
+            err.add_detail(
+                "raised as a result of Query-invoked autoflush; consider using a "
+                "session.no_autoflush block if this flush is occurring prematurely"
+            )
+            raise
+
+    def _has_work(self) -> bool:
+        return bool(self._new or self._deleted or self._modified)
+
+    def flush(self) -> None:
+        """Write pending changes to the database inside the current transaction."""
+        if self._flushing:
+            raise InvalidRequestError("Session is already flushing")
+        if not self._has_work():
+            return
+        txn = self._autobegin()
+        self._check_active(txn)
+        deleted_marked = self._deleted
+        pending = list(self._new.items())
+        deleted = [(o, s) for s, o in deleted_marked.items()]
+        modified = [
+            (o, s)
+            for s, o in self._modified.items()
+            if s not in deleted_marked and s.key is not None and not s.deleted
+        ]
+        self._flushing = True
+        try:
+            conn = self._connection()
+            uow = UnitOfWork(self, conn)
+            uow.register([(o, s) for s, o in pending], modified, deleted)
+            uow.execute()
+        except BaseException as err:
+            self._flush_failed(txn, err)
+            raise
+        finally:
+            self._flushing = False
+        self._modified.clear()
+
+    def _flush_failed(self, txn: SessionTransaction, err: BaseException) -> None:
+        """The database error propagates; the transaction is rolled back at once."""
+        if self._transaction is not txn:
+            return
+        try:
+            if txn.trans is not None and txn.trans.is_active:
+                txn.trans.rollback()
+        finally:
+            self._revert(txn, "failed flush")
+            txn.failed = err
+
+    def _flush_load_expired(self, obj: Any, state: InstanceState) -> None:
+        keys = self._expired_keys(obj, state)
+        row = fetch_by_pk(self._connection(), state.mapper, state.key, keys)
+        if row is None:
+            raise ObjectDeletedError(
+                f"Instance '{state_str(obj)}' has been deleted, or its row is otherwise not "
+                f"present."
+            )
+        apply_loaded(obj, state, keys, row, overwrite=False)
+
+    def _flush_inserted(self, obj: Any, state: InstanceState, key: Any) -> None:
+        if key is None:
+            raise InvalidRequestError(
+                f"Instance {state_str(obj)} has a NULL identity key after its INSERT; check "
+                f"that the primary key of table {state.mapper.table.name!r} is generated by "
+                f"the database or assigned before flush."
+            )
+        existing = self.identity_map.get(state.mapper, key)
+        if existing is not None and existing is not obj:
+            existing_state = existing.__dict__[STATE_KEY]
+            existing_state.session_ref = None
+        self._new.pop(state, None)
+        state.key = key
+        state.clear_history()
+        self.identity_map.add(state.mapper, key, obj)
+        txn = self._transaction
+        assert txn is not None
+        txn.inserted.append((obj, state))
+
+    def _flush_updated(self, obj: Any, state: InstanceState, new_key: Any) -> None:
+        state.clear_history()
+        if new_key is not None and new_key != state.key:
+            txn = self._transaction
+            assert txn is not None
+            txn.key_switches.append((obj, state, state.key))
+            self.identity_map.discard(state.mapper, state.key, obj)
+            state.key = new_key
+            self.identity_map.add(state.mapper, new_key, obj)
+
+    def _flush_deleted(self, obj: Any, state: InstanceState) -> None:
+        self._deleted.pop(state, None)
+        self._modified.pop(state, None)
+        self.identity_map.discard(state.mapper, state.key, obj)
+        state.deleted = state.was_deleted = True
+        state.clear_history()
+        txn = self._transaction
+        assert txn is not None
+        txn.deleted.append((obj, state))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(
+        self,
+        entity: type[_T],
+        ident: Any,
+        *,
+        populate_existing: bool = False,
+    ) -> _T | None:
+        """The object with this primary key: from the identity map, else one SELECT."""
+        mapper = mapper_of_class(entity)
+        key = mapper.normalize_key(ident)
+        obj = self.identity_map.get(mapper, key)
+        if obj is not None and not populate_existing:
+            state = obj.__dict__[STATE_KEY]
+            if not state.expired:
+                return obj  # type: ignore[no-any-return]
+            try:
+                self._load_expired_attribute(obj, state, "")
+                return obj  # type: ignore[no-any-return]
+            except ObjectDeletedError:
+                pass
+            row = fetch_by_pk(self._connection(), mapper, key, mapper.attr_keys)
+            if row is None:
+                self.identity_map.discard(mapper, key, obj)
+                self._modified.pop(state, None)
+                self._deleted.pop(state, None)
+                state.deleted = True
+                return None
+            apply_loaded(obj, state, mapper.attr_keys, row, overwrite=False)
+            return obj  # type: ignore[no-any-return]
+        self._autoflush()
+        row = fetch_by_pk(self._connection(), mapper, key, mapper.attr_keys)
+        if row is None:
+            return None
+        objs = load_rows(
+            self.identity_map, mapper, (row,), self._ref, populate_existing, self._modified
+        )
+        return objs[0]  # type: ignore[no-any-return]
+
+    def execute(
+        self,
+        statement: Executable,
+        params: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Result[Any]:
+        """Run a Core statement; selects of mapped classes yield identity-mapped objects."""
+        self._autoflush()
+        conn = self._connection()
+        opts = execution_options or {}
+        plan = _entity_plan(statement) if isinstance(statement, Select) else None
+        if plan is None:
+            return conn.execute(statement, params, execution_options=opts)
+        populate = bool(
+            opts.get("populate_existing")
+            or statement.get_execution_options().get("populate_existing")
+        )
+        cursor = conn.execute(statement, params, execution_options=opts)
+        rows = cursor.fetchall()
+        if len(plan) == 1:
+            mapper = plan[0][0]
+            assert mapper is not None
+            objs = load_rows(self.identity_map, mapper, rows, self._ref, populate, self._modified)
+            return ChunkedIteratorResult(
+                SimpleResultMetaData([mapper.class_.__name__]),
+                lambda size: iter([objs]),
+                source_supports_scalars=True,
+            )
+        return self._multi_entity_result(plan, list(cursor.keys()), rows, populate)
+
+    def _multi_entity_result(
+        self,
+        plan: list[tuple[Mapper | None, int]],
+        cursor_keys: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        populate: bool,
+    ) -> Result[Any]:
+        columns: list[list[Any]] = []
+        keys: list[str] = []
+        pos = 0
+        for mapper, width in plan:
+            part = [row[pos : pos + width] for row in rows]
+            if mapper is not None:
+                columns.append(
+                    load_rows(self.identity_map, mapper, part, self._ref, populate, self._modified)
+                )
+                keys.append(mapper.class_.__name__)
+            else:
+                columns.extend([p[i] for p in part] for i in range(width))
+                keys.extend(cursor_keys[pos : pos + width])
+            pos += width
+        tuples = list(zip(*columns, strict=True)) if columns else []
+        return ChunkedIteratorResult(SimpleResultMetaData(keys), lambda size: iter([tuples]))
+
+    def scalars(
+        self,
+        statement: Executable,
+        params: dict[str, Any] | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Any:
+        return self.execute(statement, params, execution_options=execution_options).scalars()
+
+    def scalar(
+        self,
+        statement: Executable,
+        params: dict[str, Any] | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Any:
+        return self.execute(statement, params, execution_options=execution_options).scalar()
+
+    def query(self, entity: type[_T]) -> Query[_T]:
+        """The small legacy facade: ``session.query(User).filter(...).all()``."""
+        return Query(self, mapper_of_class(entity))
+
+    # -- collections ---------------------------------------------------------------------
+
+    @property
+    def new(self) -> _IdentitySet:
+        return _IdentitySet(self._new.values())
+
+    @property
+    def dirty(self) -> _IdentitySet:
+        return _IdentitySet(
+            o for s, o in self._modified.items() if s not in self._deleted and not s.deleted
+        )
+
+    @property
+    def deleted(self) -> _IdentitySet:
+        return _IdentitySet(self._deleted.values())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._new.values()) + self.identity_map.objects())
+
+    def is_modified(self, instance: object) -> bool:
+        """True if flushing would change the row (pending objects always would)."""
+        state = state_of(instance)
+        if state.key is None:
+            return state.session_ref is not None
+        committed = state.committed
+        if not committed:
+            return False
+        d = instance.__dict__
+        compare = state.mapper.compare
+        for key, old in committed.items():
+            if old is NO_VALUE or not compare[key](old, d.get(key)):
+                return True
+        return False
+
+
+def _entity_plan(statement: Select[Any]) -> list[tuple[Mapper | None, int]] | None:
+    """Which result columns belong to which mapped class, or None if there are none."""
+    plan: list[tuple[Mapper | None, int]] = []
+    found = False
+    for raw in statement._raw_columns:
+        mapper = raw._annotations.get("sessionkit_mapper")
+        if mapper is not None:
+            found = True
+            plan.append((mapper, len(mapper.columns)))
+        elif hasattr(raw, "c") and not hasattr(raw, "type"):
+            plan.append((None, len(raw.c)))
+        else:
+            plan.append((None, 1))
+    return plan if found else None
+
+
+class sessionmaker:  # noqa: N801 - the reference's name
+    """A configured Session factory: ``Session = sessionmaker(bind=engine)``."""
+
+    def __init__(
+        self,
+        bind: Engine | Connection | None = None,
+        *,
+        class_: type[Session] = Session,
+        **options: Any,
+    ) -> None:
+        self.bind = bind
+        self.class_ = class_
+        self.kw = options
+
+    def __call__(self, **local_kw: Any) -> Session:
+        kw = {"bind": self.bind, **self.kw, **local_kw}
+        return self.class_(**kw)
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        """A new Session in a transaction: commits at the end, rolls back on error, closes."""
+        with self() as session, session.begin():
+            yield session
+
+    def configure(self, **new_kw: Any) -> None:
+        if "bind" in new_kw:
+            self.bind = new_kw.pop("bind")
+        self.kw.update(new_kw)
+
+    def __repr__(self) -> str:
+        return f"sessionmaker(class_={self.class_.__name__}, bind={self.bind!r}, {self.kw})"
+
+
+def make_transient(instance: object) -> None:
+    """Forget the object's identity and session; its ``__dict__`` values stay."""
+    state = state_of(instance)
+    ref = state.session_ref
+    session = None if ref is None else ref()
+    if session is not None:
+        session._new.pop(state, None)
+        session._modified.pop(state, None)
+        session._deleted.pop(state, None)
+        if state.key is not None:
+            session.identity_map.discard(state.mapper, state.key, instance)
+    state.session_ref = None
+    state.key = None
+    state.deleted = state.was_deleted = False
+    state.expired = None
+    state.clear_history()
+
+
+def make_transient_to_detached(instance: object) -> None:
+    """Give a transient object with a primary key an identity, as if loaded then detached."""
+    state = state_of(instance)
+    if state.key is not None or state.session_ref is not None:
+        raise InvalidRequestError(f"Given object {state_str(instance)} must be transient")
+    key = state.mapper.key_from_dict(instance.__dict__)
+    if key is None:
+        raise InvalidRequestError(
+            f"Instance {state_str(instance)} has no complete primary key "
+            f"({', '.join(state.mapper.pk_attr_keys)}); set it before "
+            f"make_transient_to_detached()."
+        )
+    state.key = key
+    d = instance.__dict__
+    missing = frozenset(k for k in state.mapper.attr_keys if k not in d)
+    state.expired = missing or None
+    state.expired_by = "detach"
+    state.clear_history()
+

@@ -1,0 +1,106 @@
+"""Per-instance bookkeeping.
+
+Every mapped object that a Session has seen carries one ``InstanceState`` in its
+``__dict__`` under ``STATE_KEY``; its column values sit next to it in the same dict, so
+that reading a loaded attribute is a single dictionary hit. The state is deliberately
+small (``__slots__``) and knows its Session only through a weak reference shared by all
+objects of that Session, so it costs no allocation per object and never keeps a Session
+alive.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+if TYPE_CHECKING:
+    from .mapping import Mapper
+
+STATE_KEY: Final = "_sk_state"
+
+
+class _NoValue:
+    """Marker for "no value was loaded" in committed-value history."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+
+NO_VALUE: Final = _NoValue()
+
+
+class SessionLike(Protocol):
+    """What an instance needs from its Session; keeps imports pointing downward."""
+
+    hash_key: int
+
+    def _load_expired_attribute(self, obj: object, state: InstanceState, key: str) -> None: ...
+
+    def _on_modified(self, obj: object, state: InstanceState) -> None: ...
+
+
+class InstanceState:
+    """Lifecycle facts of one mapped object.
+
+    ``key`` is the primary-key value (a scalar for single-column keys, a tuple
+    otherwise) once the object has an identity; ``committed`` holds the value each
+    changed attribute had before its first change since the last flush; ``expired`` is
+    the set of attribute keys whose values must be reloaded from the database.
+    """
+
+    __slots__ = (
+        "committed",
+        "deleted",
+        "expired",
+        "expired_by",
+        "key",
+        "mapper",
+        "modified",
+        "session_ref",
+        "was_deleted",
+    )
+
+    mapper: Mapper
+    key: Any
+    session_ref: weakref.ref[Any] | None
+    committed: dict[str, Any] | None
+    modified: bool
+    expired: frozenset[str] | None
+    expired_by: str | None
+    deleted: bool
+    was_deleted: bool
+
+    def __init__(
+        self, mapper: Mapper, key: Any = None, session_ref: weakref.ref[Any] | None = None
+    ) -> None:
+        self.mapper = mapper
+        self.key = key
+        self.session_ref = session_ref
+        self.committed = None
+        self.modified = False
+        self.expired = None
+        self.expired_by = None
+        self.deleted = False
+        self.was_deleted = False
+
+    @property
+    def session(self) -> SessionLike | None:
+        ref = self.session_ref
+        return None if ref is None else ref()
+
+    @property
+    def identity_key(self) -> tuple[type, tuple[Any, ...], None] | None:
+        if self.key is None:
+            return None
+        return self.mapper.identity_key_for(self.key)
+
+    def clear_history(self) -> None:
+        self.committed = None
+        self.modified = False
+
+
+def state_str(obj: object) -> str:
+    """``<User at 0x7f...>``: how messages name an object, without touching its values."""
+    return f"<{type(obj).__name__} at {hex(id(obj))}>"

@@ -1,0 +1,125 @@
+"""Database fixtures shared by the whole test suite.
+
+Every test that uses ``backend``, ``engine`` or ``ref_engine`` runs once per
+backend: ``sqlite`` (always) and ``postgresql`` (when ``SESSIONKIT_PG_URL`` is
+set).  Start a local server with::
+
+    export SESSIONKIT_PG_URL="$(scripts/pgserver.sh start)"
+
+Under CI (``CI`` set and non-empty) a missing ``SESSIONKIT_PG_URL`` is an error,
+not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from support import PG_URL_ENV, Backend, Slot, pg_url_from_env
+
+BACKENDS = ("sqlite", "postgresql")
+
+PG_MISSING_REASON = (
+    f"{PG_URL_ENV} is not set; run `scripts/pgserver.sh start` and "
+    f'`export {PG_URL_ENV}="$(scripts/pgserver.sh start)"` to run the PostgreSQL tests'
+)
+
+# Tag for connections opened by this test process, so leftovers from earlier
+# tests can be told apart from other clients of the same server.
+PG_APPLICATION_NAME = f"sessionkit-tests-{os.getpid()}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite: test runs against the SQLite backend")
+    config.addinivalue_line("markers", "postgresql: test runs against the PostgreSQL backend")
+    if os.environ.get("CI") and pg_url_from_env() is None:
+        raise pytest.UsageError(
+            f"CI is set but {PG_URL_ENV} is not: the PostgreSQL tests must run in CI. "
+            f'Start a server with `export {PG_URL_ENV}="$(scripts/pgserver.sh start)"`.'
+        )
+    _configure_hypothesis()
+
+
+def _configure_hypothesis() -> None:
+    """Honour SESSIONKIT_HYPOTHESIS_EXAMPLES (set by ``nox -s soak``)."""
+    examples = os.environ.get("SESSIONKIT_HYPOTHESIS_EXAMPLES")
+    if not examples:
+        return
+    try:
+        from hypothesis import settings
+    except ImportError:  # pragma: no cover - hypothesis is a test dependency
+        return
+    settings.register_profile("sessionkit-env", max_examples=int(examples), deadline=None)
+    settings.load_profile("sessionkit-env")
+
+
+def _backend_params() -> list[object]:
+    pg_marks = [pytest.mark.postgresql]
+    if pg_url_from_env() is None:
+        pg_marks.append(pytest.mark.skip(reason=PG_MISSING_REASON))
+    return [
+        pytest.param("sqlite", id="sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgresql", id="postgresql", marks=pg_marks),
+    ]
+
+
+@pytest.fixture(params=_backend_params())
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The database backend under test (parametrized: sqlite, postgresql)."""
+    name: str = request.param
+    if name == "sqlite":
+        return Backend(name="sqlite", tmp_path=tmp_path)
+    return Backend(name="postgresql", pg_url=pg_url_from_env())
+
+
+def _make_clean_engine(backend: Backend, slot: Slot) -> Engine:
+    url = backend.url(slot)
+    if backend.is_postgresql:
+        engine = create_engine(url, connect_args={"application_name": PG_APPLICATION_NAME})
+        _reset_postgresql(engine)
+    else:
+        # A new file in this test's tmp_path: empty by construction.
+        engine = create_engine(url)
+    return engine
+
+
+def _reset_postgresql(engine: Engine) -> None:
+    with engine.begin() as conn:
+        # Connections leaked by earlier tests in this process could hold locks
+        # that would block DROP SCHEMA forever.
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name = :app"
+            ),
+            {"app": PG_APPLICATION_NAME},
+        )
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '30s'")
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+
+
+@pytest.fixture
+def engine(backend: Backend) -> Iterator[Engine]:
+    """A fresh Engine on the backend's "main" database, which starts empty."""
+    eng = _make_clean_engine(backend, "main")
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def ref_engine(backend: Backend) -> Iterator[Engine]:
+    """A fresh Engine on the backend's "ref" database (for the SQLAlchemy ORM
+    reference), which starts empty and is independent of ``engine``."""
+    eng = _make_clean_engine(backend, "ref")
+    try:
+        yield eng
+    finally:
+        eng.dispose()

@@ -1,0 +1,279 @@
+"""Helpers shared by the test suite: backend descriptions and SQL recording."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
+
+PG_URL_ENV = "SESSIONKIT_PG_URL"
+PG_REF_DATABASE = "sessionkit_ref"
+
+Slot = Literal["main", "ref"]
+SLOTS: tuple[Slot, ...] = ("main", "ref")
+
+Event = tuple[Any, ...]
+
+# Event tags that are not SQL statements.
+BEGIN = "BEGIN"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+SAVEPOINT = "SAVEPOINT"
+ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT"
+RELEASE_SAVEPOINT = "RELEASE SAVEPOINT"
+SQL = "SQL"
+CHECKOUT = "checkout"
+CHECKIN = "checkin"
+POOL_EVENTS = frozenset({CHECKOUT, CHECKIN})
+
+
+def hexid(obj: object) -> str:
+    """``hex(id(obj))``, the way SQLAlchemy shows object identities."""
+    return hex(id(obj))
+
+
+def pg_url_from_env() -> str | None:
+    """The PostgreSQL URL from the environment, or None if unset or empty."""
+    return os.environ.get(PG_URL_ENV) or None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A database backend the tests run against.
+
+    ``url("main")`` is the database the code under test uses; ``url("ref")`` is
+    a second, independent database (where the SQLAlchemy ORM reference runs).
+    """
+
+    name: str
+    tmp_path: Path | None = None
+    pg_url: str | None = None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.name == "sqlite"
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.name == "postgresql"
+
+    def url(self, slot: str) -> str:
+        if slot not in SLOTS:
+            raise ValueError(f"unknown database slot {slot!r}; expected one of {SLOTS}")
+        if self.name == "sqlite":
+            if self.tmp_path is None:
+                raise ValueError("the sqlite backend needs tmp_path")
+            return f"sqlite:///{self.tmp_path / f'{slot}.db'}"
+        if self.name == "postgresql":
+            if self.pg_url is None:
+                raise ValueError(f"the postgresql backend needs {PG_URL_ENV}")
+            if slot == "main":
+                return self.pg_url
+            return (
+                make_url(self.pg_url)
+                .set(database=PG_REF_DATABASE)
+                .render_as_string(hide_password=False)
+            )
+        raise ValueError(f"unknown backend {self.name!r}")
+
+
+def normalize_params(parameters: Any, executemany: bool) -> tuple[Any, ...] | list[tuple[Any, ...]]:
+    """DB-API parameters as plain tuples.
+
+    A mapping becomes the tuple of its values in insertion order, a sequence the
+    tuple of its items, None the empty tuple; for executemany the result is a
+    list with one such tuple per parameter set.
+    """
+    if executemany:
+        return [_param_tuple(p) for p in parameters]
+    return _param_tuple(parameters)
+
+
+def _param_tuple(parameters: Any) -> tuple[Any, ...]:
+    if parameters is None:
+        return ()
+    if isinstance(parameters, Mapping):
+        return tuple(parameters.values())
+    if isinstance(parameters, Sequence) and not isinstance(parameters, (str, bytes)):
+        return tuple(parameters)
+    return (parameters,)
+
+
+def statement_kind(statement: str) -> str:
+    """First word of a SQL statement, upper-cased (``"SELECT"``, ``"INSERT"``...)."""
+    words = statement.split(None, 1)
+    return words[0].upper() if words else ""
+
+
+class SQLRecorder:
+    """Records transaction, SQL and pool events of an engine, in order.
+
+    Listening starts on construction; ``detach()`` (or leaving the ``with``
+    block) stops it.  Events are tuples in ``.events``:
+
+    - ``("BEGIN",)``, ``("COMMIT",)``, ``("ROLLBACK",)``
+    - ``("SAVEPOINT", name)``, ``("ROLLBACK TO SAVEPOINT", name)``,
+      ``("RELEASE SAVEPOINT", name)``
+    - ``("SQL", statement, params)``: params from :func:`normalize_params`
+    - ``("checkout",)``, ``("checkin",)``: connection pool checkouts/checkins
+
+    Savepoint names are the ones sent to the database (``sa_savepoint_1``...),
+    even though SQLAlchemy's own "savepoint" event only passes None for them.
+
+    Transaction events are SQLAlchemy ``Connection`` events, so they are
+    recorded even where the driver emits no SQL for them (pysqlite sends no
+    BEGIN; psycopg sends BEGIN itself).  Savepoints are emitted as SQL by
+    SQLAlchemy, so each shows up twice: the savepoint event, then the
+    ``SAVEPOINT``/``ROLLBACK TO SAVEPOINT``/``RELEASE SAVEPOINT`` statement.
+    A pool checkin's reset-on-return rollback is not a Connection event and is
+    not recorded.  Connection events only reach ``Connection`` objects created
+    after the recorder was attached.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.pool = engine.pool
+        self.events: list[Event] = []
+        self._listeners: list[tuple[Any, str, Callable[..., None]]] = []
+        self._attach()
+
+    # -- listening -----------------------------------------------------------
+
+    def _listen(self, target: Any, identifier: str, fn: Callable[..., None]) -> None:
+        event.listen(target, identifier, fn)
+        self._listeners.append((target, identifier, fn))
+
+    def _attach(self) -> None:
+        record = self.events.append
+
+        def on_begin(conn: Any) -> None:
+            record((BEGIN,))
+
+        def on_commit(conn: Any) -> None:
+            record((COMMIT,))
+
+        def on_rollback(conn: Any) -> None:
+            record((ROLLBACK,))
+
+        # SQLAlchemy fires "savepoint" before it generates the name of an
+        # anonymous savepoint (the event gets name=None); fill the name in from
+        # the SAVEPOINT statement that follows on the same connection.
+        pending_savepoint: dict[int, int] = {}
+
+        def on_savepoint(conn: Any, name: str | None) -> None:
+            if name is None:
+                pending_savepoint[id(conn)] = len(self.events)
+            record((SAVEPOINT, name))
+
+        def on_rollback_savepoint(conn: Any, name: str, context: Any) -> None:
+            record((ROLLBACK_TO_SAVEPOINT, name))
+
+        def on_release_savepoint(conn: Any, name: str, context: Any) -> None:
+            record((RELEASE_SAVEPOINT, name))
+
+        def on_before_cursor_execute(
+            conn: Any,
+            cursor: Any,
+            statement: str,
+            parameters: Any,
+            context: Any,
+            executemany: bool,
+        ) -> None:
+            index = pending_savepoint.pop(id(conn), None)
+            if index is not None:
+                words = statement.split()
+                if (
+                    len(words) == 2
+                    and words[0].upper() == SAVEPOINT
+                    and index < len(self.events)
+                    and self.events[index] == (SAVEPOINT, None)
+                ):
+                    self.events[index] = (SAVEPOINT, words[1])
+            record((SQL, statement, normalize_params(parameters, executemany)))
+
+        def on_checkout(dbapi_connection: Any, record_: Any, proxy: Any) -> None:
+            record((CHECKOUT,))
+
+        def on_checkin(dbapi_connection: Any, record_: Any) -> None:
+            record((CHECKIN,))
+
+        self._listen(self.engine, "begin", on_begin)
+        self._listen(self.engine, "commit", on_commit)
+        self._listen(self.engine, "rollback", on_rollback)
+        self._listen(self.engine, "savepoint", on_savepoint)
+        self._listen(self.engine, "rollback_savepoint", on_rollback_savepoint)
+        self._listen(self.engine, "release_savepoint", on_release_savepoint)
+        self._listen(self.engine, "before_cursor_execute", on_before_cursor_execute)
+        self._listen(self.pool, "checkout", on_checkout)
+        self._listen(self.pool, "checkin", on_checkin)
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._listeners)
+
+    def detach(self) -> None:
+        """Remove all listeners; safe to call more than once."""
+        while self._listeners:
+            target, identifier, fn = self._listeners.pop()
+            if event.contains(target, identifier, fn):
+                event.remove(target, identifier, fn)
+
+    def __enter__(self) -> SQLRecorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()
+
+    # -- reading -------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget the events recorded so far (keeps listening)."""
+        self.events.clear()
+
+    def sql(self) -> list[str]:
+        """The SQL statements, in order."""
+        return [e[1] for e in self.events if e[0] == SQL]
+
+    def statements(self) -> list[tuple[str, Any]]:
+        """``(statement, params)`` pairs, in order."""
+        return [(e[1], e[2]) for e in self.events if e[0] == SQL]
+
+    def tx(self) -> list[Event]:
+        """Only the transaction events (no SQL, no pool events)."""
+        return [e for e in self.events if e[0] != SQL and e[0] not in POOL_EVENTS]
+
+    def without_pool(self) -> list[Event]:
+        """All events except pool checkouts/checkins."""
+        return [e for e in self.events if e[0] not in POOL_EVENTS]
+
+    def pool_events(self) -> list[Event]:
+        """Only the pool checkouts/checkins."""
+        return [e for e in self.events if e[0] in POOL_EVENTS]
+
+    def kinds(self, *, pool: bool = True) -> list[str]:
+        """One word per event: the tag of a non-SQL event (``"BEGIN"``,
+        ``"ROLLBACK TO SAVEPOINT"``, ``"checkout"``...) or the first word of a
+        SQL statement, upper-cased (``"SELECT"``, ``"INSERT"``...).
+
+        ``pool=False`` leaves out checkouts/checkins.
+        """
+        events = self.events if pool else self.without_pool()
+        return [statement_kind(e[1]) if e[0] == SQL else e[0] for e in events]
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __repr__(self) -> str:
+        state = "attached" if self.attached else "detached"
+        return f"<SQLRecorder {state} {len(self.events)} events on {self.engine.url!r}>"
