@@ -11,7 +11,7 @@ rows that need a database-generated key use ``INSERT ... RETURNING`` with
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -88,7 +88,9 @@ class _Facts:
             and c.default is None
             and not c.type.should_evaluate_none
         ]
-        self.evaluates_none = frozenset(c.key for c in mapper.columns if c.type.should_evaluate_none)
+        self.evaluates_none = frozenset(
+            c.key for c in mapper.columns if c.type.should_evaluate_none
+        )
         self.pk_col_keys = frozenset(c.key for c in mapper.pk_columns)
         self.server_default_cols = [
             c
@@ -112,7 +114,8 @@ def _facts(mapper: Mapper, conn: Connection) -> _Facts:
     facts = mapper.statement_cache.get(key)
     if facts is None:
         facts = mapper.statement_cache[key] = _Facts(mapper, conn.dialect)
-    return facts  # type: ignore[no-any-return]
+    assert isinstance(facts, _Facts)
+    return facts
 
 
 class UnitOfWork:
@@ -200,7 +203,7 @@ class UnitOfWork:
                 stmt = stmt.return_defaults(*mapper.pk_columns, sort_by_parameter_order=True)
                 result = conn.execute(stmt, [r[2] for r in group])
                 pk_rows = result.inserted_primary_key_rows
-                default_rows = result.returned_defaults_rows or [None] * len(group)
+                default_rows: Sequence[Any] = result.returned_defaults_rows or [None] * len(group)
                 compiled_params = result.context.compiled_parameters
                 for rec, cparams, pk, defaults in zip(
                     group, compiled_params, pk_rows, default_rows, strict=True
@@ -212,7 +215,10 @@ class UnitOfWork:
                     result = conn.execute(stmt, rec[2])
                     self._set_pk(mapper, rec[0].__dict__, result.inserted_primary_key, False)
                     self._inserted(
-                        mapper, rec, result, result.context.compiled_parameters[0],
+                        mapper,
+                        rec,
+                        result,
+                        result.context.compiled_parameters[0],
                         result.returned_defaults,
                     )
 
@@ -229,28 +235,27 @@ class UnitOfWork:
         mapper: Mapper,
         rec: tuple[Any, ...],
         result: CursorResult[Any],
-        cparams: dict[str, Any],
+        cparams: Mapping[str, Any],
         returned: Sequence[Any] | None,
     ) -> None:
         obj, state = rec[0], rec[1]
         d = obj.__dict__
-        compiled = result.context.compiled
-        assert compiled is not None
+        compiled: Any = result.context.compiled
         attr_for_column = mapper.attr_for_column
         if returned is not None:
             for value, col in zip(returned, compiled.effective_returning, strict=False):
                 if col.primary_key:
                     continue
-                attr = attr_for_column.get(col)  # type: ignore[call-overload]
+                attr = attr_for_column.get(col)
                 if attr is not None:
                     d[attr] = value
         for col in compiled.prefetch:
-            attr = attr_for_column.get(col)  # type: ignore[call-overload]
+            attr = attr_for_column.get(col)
             if attr is not None and col.key in cparams:
                 d[attr] = cparams[col.key]
         returning = compiled.effective_returning or ()
         expire = [
-            attr_for_column[c]  # type: ignore[index]
+            attr_for_column[c]
             for c in compiled.postfetch
             if c in attr_for_column and c not in returning
         ]
@@ -284,7 +289,7 @@ class UnitOfWork:
             old_key = state.key
             pk_values = (old_key,) if mapper.single_pk else old_key
             for col, value in zip(mapper.pk_columns, pk_values, strict=True):
-                params[col._label] = value
+                params[str(col._label)] = value
             records.append((obj, state, params))
 
         conn = self.conn
@@ -341,6 +346,3 @@ class UnitOfWork:
             )
         for obj, state in pairs:
             self.host._flush_deleted(obj, state)
-
-
-

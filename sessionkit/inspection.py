@@ -154,7 +154,8 @@ class InstanceInspection:
 
     def __repr__(self) -> str:
         names = ("transient", "pending", "persistent", "deleted", "detached")
-        return f"<InstanceInspection {type(self.object).__name__} {next(n for n in names if getattr(self, n))}>"
+        state = next(n for n in names if getattr(self, n))
+        return f"<InstanceInspection {type(self.object).__name__} {state}>"
 
 
 def inspect(subject: Any) -> Any:

@@ -58,8 +58,8 @@ def load_rows(
                 append(obj)
                 continue
         obj = new(cls)
-        d = obj.__dict__
-        d.update(zip(keys, row))
+        d: dict[str, Any] = obj.__dict__
+        d.update(zip(keys, row, strict=False))
         d[STATE_KEY] = make_state(mapper, pk, session_ref)
         sub[pk] = make_ref(obj, on_dead)
         append(obj)
@@ -77,14 +77,14 @@ def merge_row(
     d = obj.__dict__
     keys = state.mapper.attr_keys
     if populate_existing:
-        d.update(zip(keys, row))
+        d.update(zip(keys, row, strict=False))
         state.expired = None
         state.clear_history()
         modified.pop(state, None)
         return
     expired = state.expired
     if expired:
-        for k, v in zip(keys, row):
+        for k, v in zip(keys, row, strict=False):
             if k in expired and k not in d:
                 d[k] = v
         state.expired = None
@@ -106,13 +106,11 @@ def select_by_pk(mapper: Mapper, keys: tuple[str, ...]) -> Select[Any]:
     if stmt is None:
         cols = [mapper.column_for_attr[k] for k in keys]
         where = and_(
-            *(
-                c == bindparam(f"pk_{i}", type_=c.type)
-                for i, c in enumerate(mapper.pk_columns, 1)
-            )
+            *(c == bindparam(f"pk_{i}", type_=c.type) for i, c in enumerate(mapper.pk_columns, 1))
         )
         stmt = mapper.statement_cache[cache_key] = select(*cols).where(where)
-    return stmt  # type: ignore[no-any-return]
+    assert isinstance(stmt, Select)
+    return stmt
 
 
 def fetch_by_pk(
@@ -127,9 +125,9 @@ def apply_loaded(
     """Put a refreshed row into ``__dict__``; unflushed changes win unless ``overwrite``."""
     d = obj.__dict__
     if overwrite:
-        d.update(zip(keys, row))
+        d.update(zip(keys, row, strict=False))
     else:
-        for k, v in zip(keys, row):
+        for k, v in zip(keys, row, strict=False):
             if k not in d:
                 d[k] = v
     expired = state.expired

@@ -142,7 +142,7 @@ def map_imperatively(
         if key == STATE_KEY or key.startswith("__"):
             raise ArgumentError(f"Column {column.key!r} cannot be mapped as attribute {key!r}")
         setattr(cls, key, ColumnAttribute(key, column, mapper))
-    own_setattr = cls.__setattr__
+    own_setattr: Any = cls.__setattr__
     if own_setattr is not instance_setattr:
         mapper.base_setattr = own_setattr
     type.__setattr__(cls, "__setattr__", instance_setattr)
@@ -191,20 +191,21 @@ def _map_declarative(cls: type, metadata: MetaData) -> None:
         if not columns:
             raise ArgumentError(f"Class {cls.__name__} declares no Column attributes")
         for name, col in columns.items():
-            if col.name is None:
-                col.name = name
-            if col.key is None:
-                col.key = name
+            if getattr(col, "name", None) is None:
+                col.name = col.key = name
             attr_names[col.key] = name
             if name in cls.__dict__:
                 type.__delattr__(cls, name)
-        args = cls.__dict__.get("__table_args__", ())
+        table_args: Any = cls.__dict__.get("__table_args__", ())
+        args: tuple[Any, ...] = ()
         kwargs: dict[str, Any] = {}
-        if isinstance(args, dict):
-            args, kwargs = (), args
-        elif args and isinstance(args[-1], dict):
-            args, kwargs = args[:-1], args[-1]
-        table = Table(tablename, metadata, *columns.values(), *args, **kwargs)
+        if isinstance(table_args, dict):
+            kwargs = table_args
+        elif table_args and isinstance(table_args[-1], dict):
+            args, kwargs = tuple(table_args[:-1]), table_args[-1]
+        else:
+            args = tuple(table_args)
+        table = Table(str(tablename), metadata, *columns.values(), *args, **kwargs)
     elif not isinstance(table, Table):
         raise ArgumentError(
             f"{cls.__name__}.__table__ must be a sqlalchemy Table, got {type(table).__name__}"
@@ -222,8 +223,9 @@ def declarative_base(
     """
     md = metadata if metadata is not None else MetaData()
 
-    def __init_subclass__(sub: type, **kw: Any) -> None:
-        super(base, sub).__init_subclass__(**kw)
+    def __init_subclass__(sub: Any, /, **kw: Any) -> None:
+        parent: Any = super(base, sub)
+        parent.__init_subclass__(**kw)
         _map_declarative(sub, md)
 
     namespace: dict[str, Any] = {

@@ -70,13 +70,14 @@ class Query(Generic[_T]):
         return iter(self.all())
 
     def first(self) -> _T | None:
-        return self.session.execute(self.statement.limit(1)).scalars().first()  # type: ignore[no-any-return]
+        return self.session.execute(self.statement.limit(1)).scalars().first()
 
     def one(self) -> _T:
-        return self.session.execute(self.statement).scalar_one()  # type: ignore[no-any-return]
+        obj: _T = self.session.execute(self.statement).scalar_one()
+        return obj
 
     def one_or_none(self) -> _T | None:
-        return self.session.execute(self.statement).scalar_one_or_none()  # type: ignore[no-any-return]
+        return self.session.execute(self.statement).scalar_one_or_none()
 
     def get(self, ident: Any) -> _T | None:
         return self.session.get(self.mapper.class_, ident)

@@ -291,7 +291,7 @@ class Session:
             self._discard_transaction(txn, "rollback")
             raise
         self._transaction = None
-        for obj, state in txn.deleted:
+        for _obj, state in txn.deleted:
             if state.session_ref is self._ref and state.deleted:
                 state.deleted = False
                 state.session_ref = None
@@ -859,7 +859,7 @@ def _entity_plan(statement: Select[Any]) -> list[tuple[Mapper | None, int]] | No
     return plan if found else None
 
 
-class sessionmaker:  # noqa: N801 - the reference's name
+class sessionmaker:
     """A configured Session factory: ``Session = sessionmaker(bind=engine)``."""
 
     def __init__(
@@ -928,4 +928,3 @@ def make_transient_to_detached(instance: object) -> None:
     state.expired = missing or None
     state.expired_by = "detach"
     state.clear_history()
-

@@ -31,6 +31,8 @@ PG_MISSING_REASON = (
 # Tag for connections opened by this test process, so leftovers from earlier
 # tests can be told apart from other clients of the same server.
 PG_APPLICATION_NAME = f"sessionkit-tests-{os.getpid()}"
+# Each test process works in its own schema, so two runs against one server never meet.
+PG_SCHEMA = f"sessionkit_{os.getpid()}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,7 +81,13 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 def _make_clean_engine(backend: Backend, slot: Slot) -> Engine:
     url = backend.url(slot)
     if backend.is_postgresql:
-        engine = create_engine(url, connect_args={"application_name": PG_APPLICATION_NAME})
+        engine = create_engine(
+            url,
+            connect_args={
+                "application_name": PG_APPLICATION_NAME,
+                "options": f"-c search_path={PG_SCHEMA}",
+            },
+        )
         _reset_postgresql(engine)
     else:
         # A new file in this test's tmp_path: empty by construction.
@@ -100,8 +108,8 @@ def _reset_postgresql(engine: Engine) -> None:
             {"app": PG_APPLICATION_NAME},
         )
         conn.exec_driver_sql("SET LOCAL lock_timeout = '30s'")
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {PG_SCHEMA}")
 
 
 @pytest.fixture
