@@ -67,43 +67,77 @@ class _IdentitySet:
 
 
 class SessionTransaction:
-    """One session transaction; a context manager that commits or rolls back."""
+    """One level of the session's transaction tree: the root, or a SAVEPOINT.
 
-    def __init__(self, session: Session, explicit: bool) -> None:
+    Each level records which objects its flushes inserted, updated, deleted or re-keyed,
+    so that rolling it back can restore exactly those. A released SAVEPOINT hands its
+    records to its parent. Used as a context manager it commits (or releases) on success
+    and rolls back on error, re-raising.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        parent: SessionTransaction | None = None,
+        *,
+        nested: bool = False,
+        explicit: bool = False,
+    ) -> None:
         self.session = session
+        self.parent = parent
+        self.nested = nested
         self.explicit = explicit
+        self.root: SessionTransaction = self if parent is None else parent.root
+        # Root only: the connection and the Core transaction this session controls.
         self.conn: Connection | None = None
         self.owns_conn = False
-        self.trans: Any = None  # the Core Transaction this session controls, if any
+        self.trans: Any = None
         self.should_commit = True
+        # Nested only: the Core SAVEPOINT, emitted lazily with the next SQL.
+        self.savepoint: Any = None
         self.inserted: list[Pair] = []
+        self.updated: list[Pair] = []
         self.deleted: list[Pair] = []
         self.key_switches: list[tuple[Any, InstanceState, Any]] = []
         self.failed: BaseException | None = None
+        self.closed = False
 
     @property
     def is_active(self) -> bool:
-        return self.failed is None and self.session._transaction is self
+        return not self.closed and self.failed is None
+
+    def hand_to_parent(self) -> None:
+        parent = self.parent
+        assert parent is not None
+        parent.inserted += self.inserted
+        parent.updated += self.updated
+        parent.deleted += self.deleted
+        parent.key_switches += self.key_switches
+
+    def forget(self) -> None:
+        self.inserted, self.updated, self.deleted, self.key_switches = [], [], [], []
 
     def commit(self) -> None:
-        if self.session._transaction is not self:
-            raise InvalidRequestError("This transaction is inactive")
-        self.session.commit()
+        self.session._commit_level(self)
 
     def rollback(self) -> None:
-        if self.session._transaction is self:
-            self.session.rollback()
+        self.session._rollback_level(self)
 
     def __enter__(self) -> SessionTransaction:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if self.session._transaction is not self:
+        if self.closed:
             return
         if exc_type is None:
             self.commit()
         else:
             self.rollback()
+
+    def __repr__(self) -> str:
+        kind = "SAVEPOINT" if self.nested else "root"
+        state = "failed" if self.failed else "closed" if self.closed else "active"
+        return f"<SessionTransaction {kind} {state}>"
 
 
 class Session:
@@ -177,15 +211,19 @@ class Session:
                     "Autobegin is disabled on this Session; please call session.begin() to "
                     "start a new transaction"
                 )
-            txn = self._transaction = SessionTransaction(self, explicit=False)
+            txn = self._transaction = SessionTransaction(self)
         return txn
 
     def _check_active(self, txn: SessionTransaction) -> None:
         if txn.failed is not None:
+            where = "Session.rollback()"
+            if txn.nested:
+                where = "rollback() on the transaction returned by begin_nested()"
             raise PendingRollbackError(
                 "This Session's transaction has been rolled back due to a previous exception "
                 "during flush. To begin a new transaction with this Session, first issue "
-                f"Session.rollback(). Original exception was: {txn.failed}",
+                f"Session.rollback(). Original exception was: {txn.failed}"
+                + ("" if not txn.nested else f" (inside a SAVEPOINT: call {where})"),
                 code="7s2a",
             )
 
@@ -198,8 +236,20 @@ class Session:
         txn = self._transaction = SessionTransaction(self, explicit=True)
         return txn
 
+    def begin_nested(self) -> SessionTransaction:
+        """Flush, then open a SAVEPOINT level (emitted with the next SQL statement)."""
+        txn = self._autobegin()
+        self._check_active(txn)
+        self.flush()
+        child = self._transaction = SessionTransaction(self, txn, nested=True, explicit=True)
+        return child
+
     def in_transaction(self) -> bool:
         return self._transaction is not None
+
+    def in_nested_transaction(self) -> bool:
+        txn = self._transaction
+        return txn is not None and txn.nested
 
     @property
     def is_active(self) -> bool:
@@ -207,17 +257,41 @@ class Session:
         return txn is None or txn.failed is None
 
     def get_transaction(self) -> SessionTransaction | None:
-        return self._transaction
+        """The root transaction, if one has begun."""
+        txn = self._transaction
+        return None if txn is None else txn.root
+
+    def get_nested_transaction(self) -> SessionTransaction | None:
+        txn = self._transaction
+        return txn if txn is not None and txn.nested else None
+
+    def _levels(self) -> list[SessionTransaction]:
+        """Open levels, innermost first."""
+        out = []
+        txn = self._transaction
+        while txn is not None:
+            out.append(txn)
+            txn = txn.parent
+        return out
 
     def _connection(self) -> Connection:
         txn = self._autobegin()
         self._check_active(txn)
-        conn = txn.conn
+        root = txn.root
+        conn = root.conn
         if conn is None:
-            conn = self._start_connection(txn)
+            conn = self._start_connection(root)
+        if txn.nested and txn.savepoint is None:
+            unemitted = []
+            level: SessionTransaction | None = txn
+            while level is not None and level.nested and level.savepoint is None:
+                unemitted.append(level)
+                level = level.parent
+            for level in reversed(unemitted):
+                level.savepoint = conn.begin_nested()
         return conn
 
-    def _start_connection(self, txn: SessionTransaction) -> Connection:
+    def _start_connection(self, root: SessionTransaction) -> Connection:
         bind = self.bind
         if bind is None:
             raise InvalidRequestError(
@@ -227,12 +301,12 @@ class Session:
         if isinstance(bind, Engine):
             conn = bind.connect()
             try:
-                txn.trans = conn.begin()
+                root.trans = conn.begin()
             except BaseException:
                 conn.close()
                 raise
-            txn.owns_conn = True
-            txn.conn = conn
+            root.owns_conn = True
+            root.conn = conn
             return conn
         # An application's Connection: join its transaction as join_transaction_mode says.
         if bind.closed:
@@ -242,55 +316,59 @@ class Session:
             )
         mode = self.join_transaction_mode
         if not bind.in_transaction():
-            txn.trans = bind.begin()
+            root.trans = bind.begin()
         elif mode == "create_savepoint" or (
             mode == "conditional_savepoint" and bind.in_nested_transaction()
         ):
-            txn.trans = bind.begin_nested()
+            root.trans = bind.begin_nested()
         elif mode == "control_fully":
-            txn.trans = bind.get_transaction()
+            root.trans = bind.get_transaction()
         else:  # rollback_only, or conditional_savepoint outside a savepoint
-            txn.trans = bind.get_transaction()
-            txn.should_commit = False
-        txn.conn = bind
+            root.trans = bind.get_transaction()
+            root.should_commit = False
+        root.conn = bind
         return bind
 
     def connection(self) -> Connection:
         """The Connection of the current transaction (begins one if needed; no autoflush)."""
         return self._connection()
 
-    def _end_connection(self, txn: SessionTransaction, commit: bool) -> None:
-        conn = txn.conn
+    def _end_connection(self, root: SessionTransaction, commit: bool) -> None:
+        conn = root.conn
         if conn is None:
             return
-        trans = txn.trans
+        trans = root.trans
         try:
             if trans is not None and trans.is_active:
-                if commit:
-                    if txn.should_commit:
-                        trans.commit()
-                else:
+                if not commit:
                     trans.rollback()
+                elif root.should_commit:
+                    trans.commit()
         finally:
-            txn.conn = None
-            txn.trans = None
-            if txn.owns_conn:
+            root.conn = None
+            root.trans = None
+            if root.owns_conn:
                 conn.close()
 
     def commit(self) -> None:
-        """Flush, COMMIT, then expire everything (with ``expire_on_commit``)."""
+        """Flush, release open SAVEPOINTs, COMMIT, then expire everything."""
         txn = self._transaction
         if txn is None:
             txn = self._autobegin()
         self._check_active(txn)
         self.flush()
+        while txn.nested:
+            self._release(txn)
+            txn = self._transaction
+            assert txn is not None
         try:
             self._end_connection(txn, commit=True)
         except BaseException:
             # COMMIT itself failed: the database kept nothing of this transaction.
-            self._discard_transaction(txn, "rollback")
+            self._discard_all("rollback")
             raise
         self._transaction = None
+        txn.closed = True
         for _obj, state in txn.deleted:
             if state.session_ref is self._ref and state.deleted:
                 state.deleted = False
@@ -299,13 +377,64 @@ class Session:
             for obj in self.identity_map.objects():
                 expire_state(obj, obj.__dict__[STATE_KEY], "commit", None)
 
+    def _release(self, txn: SessionTransaction) -> None:
+        """RELEASE SAVEPOINT; the level's records move to its parent, nothing expires."""
+        savepoint = txn.savepoint
+        if savepoint is not None and savepoint.is_active:
+            savepoint.commit()
+        txn.hand_to_parent()
+        txn.closed = True
+        self._transaction = txn.parent
+
+    def _commit_level(self, txn: SessionTransaction) -> None:
+        if txn.closed:
+            raise InvalidRequestError(f"{txn!r} is already closed")
+        if txn is not self._transaction:
+            raise InvalidRequestError(
+                f"Can't commit {txn!r} while a SAVEPOINT inside it is still open; commit "
+                f"or roll back the inner transaction first."
+            )
+        if not txn.nested:
+            self.commit()
+            return
+        self._check_active(txn)
+        self.flush()
+        self._release(txn)
+
+    def _rollback_level(self, txn: SessionTransaction) -> None:
+        if txn.closed:
+            return
+        if not txn.nested:
+            self.rollback()
+            return
+        while True:
+            inner = self._transaction
+            assert inner is not None
+            self._rollback_savepoint(inner)
+            if inner is txn:
+                return
+
+    def _rollback_savepoint(self, txn: SessionTransaction) -> None:
+        """ROLLBACK TO SAVEPOINT; only what changed inside it is reverted."""
+        try:
+            savepoint = txn.savepoint
+            if txn.failed is None and savepoint is not None and savepoint.is_active:
+                savepoint.rollback()
+        finally:
+            if txn.failed is None:
+                self._revert([txn], "rollback", dirty_only=True)
+            else:
+                self._drop_pending(dirty_only=True)
+            txn.closed = True
+            self._transaction = txn.parent
+
     def rollback(self) -> None:
         """ROLLBACK (if a connection is held) and put every object back as it was."""
         txn = self._transaction
         if txn is None:
             return
         discarded = txn.failed is not None and bool(self._new)
-        self._discard_transaction(txn, "rollback")
+        self._discard_all("rollback")
         if discarded:
             warnings.warn(
                 "Session's state has been changed on a non-active transaction - this state "
@@ -314,36 +443,56 @@ class Session:
                 stacklevel=2,
             )
 
-    def _discard_transaction(self, txn: SessionTransaction, reason: str) -> None:
+    def _discard_all(self, reason: str) -> None:
+        levels = self._levels()
+        if not levels:
+            return
         try:
-            self._end_connection(txn, commit=False)
+            for level in levels[:-1]:  # innermost first, as the reference does
+                savepoint = level.savepoint
+                if level.failed is None and savepoint is not None and savepoint.is_active:
+                    savepoint.rollback()
+            self._end_connection(levels[-1], commit=False)
         finally:
             self._transaction = None
-            if txn.failed is None:
-                self._revert(txn, reason)
-            else:
-                # The revert already happened when the flush failed; only objects added
-                # since then are left to drop.
-                self._drop_pending()
+            for level in levels:
+                level.closed = True
+            self._revert(levels, reason, dirty_only=False)
 
-    def _drop_pending(self) -> None:
+    def _drop_pending(self, dirty_only: bool) -> None:
+        """Pending objects become transient; unflushed delete marks are forgotten."""
         for state in self._new:
             state.session_ref = None
         self._new.clear()
+        if dirty_only:
+            for state, obj in self._deleted.items():
+                self.identity_map.add(state.mapper, state.key, obj)
+            for state, obj in self._modified.items():
+                expire_state(obj, state, "rollback", None)
         self._deleted.clear()
         self._modified.clear()
 
-    def _revert(self, txn: SessionTransaction, reason: str) -> None:
-        """Undo the transaction in memory: what the database just forgot, we forget too."""
+    def _revert(self, levels: list[SessionTransaction], reason: str, dirty_only: bool) -> None:
+        """Undo these levels in memory: what the database just forgot, we forget too.
+
+        The root (``dirty_only=False``) expires every object; a SAVEPOINT expires only
+        the objects changed inside it, as the reference does.
+        """
         ref = self._ref
         imap = self.identity_map
-        inserted = {id(s) for _, s in txn.inserted}
-        for obj, state, old_key in reversed(txn.key_switches):
-            if state.session_ref is ref and id(state) not in inserted:
+        inserted = [p for level in levels for p in level.inserted]
+        deleted = [p for level in levels for p in level.deleted]
+        updated = [p for level in levels for p in level.updated]
+        switches = [s for level in levels for s in level.key_switches]
+        for level in levels:
+            level.forget()
+        inserted_ids = {id(s) for _, s in inserted}
+        for obj, state, old_key in reversed(switches):
+            if state.session_ref is ref and id(state) not in inserted_ids:
                 imap.discard(state.mapper, state.key, obj)
                 state.key = old_key
                 imap.add(state.mapper, old_key, obj)
-        for obj, state in txn.inserted:
+        for obj, state in inserted:
             if state.session_ref is ref:
                 if not state.deleted:
                     imap.discard(state.mapper, state.key, obj)
@@ -352,13 +501,18 @@ class Session:
                 state.deleted = state.was_deleted = False
                 state.expired = None
                 state.clear_history()
-        for obj, state in txn.deleted:
-            if state.session_ref is ref and id(state) not in inserted:
+        for obj, state in deleted:
+            if state.session_ref is ref and id(state) not in inserted_ids:
                 state.deleted = state.was_deleted = False
                 imap.add(state.mapper, state.key, obj)
-        self._drop_pending()
-        for obj in imap.objects():
-            expire_state(obj, obj.__dict__[STATE_KEY], reason, None)
+        self._drop_pending(dirty_only)
+        if dirty_only:
+            for obj, state in updated:
+                if state.session_ref is ref and state.key is not None:
+                    expire_state(obj, state, reason, None)
+        else:
+            for obj in imap.objects():
+                expire_state(obj, obj.__dict__[STATE_KEY], reason, None)
 
     def close(self) -> None:
         """Detach every object, then end the transaction and return the connection."""
@@ -369,15 +523,17 @@ class Session:
         self._close(reset_only=True)
 
     def _close(self, reset_only: bool) -> None:
-        txn = self._transaction
+        levels = self._levels()
         self.expunge_all()
-        if txn is not None:
-            for _, state in txn.deleted:
-                if state.session_ref is self._ref:
-                    state.session_ref = None
-                    state.deleted = False
+        if levels:
+            for level in levels:
+                level.closed = True
+                for _, state in level.deleted:
+                    if state.session_ref is self._ref:
+                        state.session_ref = None
+                        state.deleted = False
             self._transaction = None
-            self._end_connection(txn, commit=False)
+            self._end_connection(levels[-1], commit=False)
         if not reset_only:
             self._closed_for_good = True
 
@@ -632,14 +788,20 @@ class Session:
         self._modified.clear()
 
     def _flush_failed(self, txn: SessionTransaction, err: BaseException) -> None:
-        """The database error propagates; the transaction is rolled back at once."""
+        """The database error propagates; the transaction (or SAVEPOINT) rolls back at once."""
         if self._transaction is not txn:
             return
         try:
-            if txn.trans is not None and txn.trans.is_active:
-                txn.trans.rollback()
+            if txn.nested:
+                if txn.savepoint is not None and txn.savepoint.is_active:
+                    txn.savepoint.rollback()
+            else:
+                trans = txn.trans
+                if trans is not None and trans.is_active:
+                    trans.rollback()
         finally:
-            self._revert(txn, "failed flush")
+            levels = [txn] if txn.nested else self._levels()
+            self._revert(levels, "failed flush", dirty_only=txn.nested)
             txn.failed = err
 
     def _flush_load_expired(self, obj: Any, state: InstanceState) -> None:
@@ -673,9 +835,10 @@ class Session:
 
     def _flush_updated(self, obj: Any, state: InstanceState, new_key: Any) -> None:
         state.clear_history()
+        txn = self._transaction
+        assert txn is not None
+        txn.updated.append((obj, state))
         if new_key is not None and new_key != state.key:
-            txn = self._transaction
-            assert txn is not None
             txn.key_switches.append((obj, state, state.key))
             self.identity_map.discard(state.mapper, state.key, obj)
             state.key = new_key
@@ -703,6 +866,8 @@ class Session:
         """The object with this primary key: from the identity map, else one SELECT."""
         mapper = mapper_of_class(entity)
         key = mapper.normalize_key(ident)
+        if self._transaction is not None:
+            self._check_active(self._transaction)
         obj = self.identity_map.get(mapper, key)
         if obj is not None and not populate_existing:
             state = obj.__dict__[STATE_KEY]
