@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Integer, String
-
 from reference import Api
+from sqlalchemy import Column, ForeignKey, Integer, String
 
 
 def user_model(api: Api, tablename: str = "user_account") -> tuple[Any, Any]:
@@ -51,7 +50,9 @@ def parent_child_model(api: Api) -> tuple[Any, Any, Any]:
     return Base, Parent, Child
 
 
-def setup_users(api: Api, engine: Any, names: tuple[str, ...] = ("sandy", "patrick", "squidward")) -> Any:
+def setup_users(
+    api: Api, engine: Any, names: tuple[str, ...] = ("sandy", "patrick", "squidward")
+) -> Any:
     """Create the table and commit one row per name (ids 1..n) outside any recording."""
     Base, User = user_model(api)
     Base.metadata.create_all(engine)

@@ -102,7 +102,7 @@ class Obs(list[Any]):
         """Run ``fn``; record the class name of what it raised (or that it did not)."""
         try:
             fn()
-        except Exception as err:  # noqa: BLE001 - recording the class is the point
+        except Exception as err:
             self.append((label, "raises", _error_name(err)))
             return err
         self.append((label, "ok"))

@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select
-
 from models import item_model, setup_users
 from reference import Api, Obs, compare
+from sqlalchemy import Engine, event, select
 
 
 @pytest.fixture

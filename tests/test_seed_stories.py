@@ -12,10 +12,9 @@ import re
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, String, select
-
 from models import setup_users
 from reference import ORM, SK, Api, Obs, compare, run
+from sqlalchemy import Column, Engine, Integer, String, select
 
 # -- 1. Rolling back ------------------------------------------------------------------------
 
