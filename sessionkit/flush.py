@@ -19,7 +19,7 @@ from sqlalchemy import Table, and_, bindparam
 from sqlalchemy.engine import Connection, CursorResult
 
 from .exc import SAWarning, StaleDataError
-from .state import NO_VALUE, InstanceState
+from .state import NO_VALUE, InstanceState, state_str
 
 if TYPE_CHECKING:
     from .mapping import Mapper
@@ -39,6 +39,8 @@ class FlushHost(Protocol):
     def _flush_updated(self, obj: Any, state: InstanceState, new_key: Any) -> None: ...
 
     def _flush_deleted(self, obj: Any, state: InstanceState) -> None: ...
+
+    def _flush_lookup(self, mapper: Mapper, key: Any) -> Any: ...
 
 
 def table_order(tables: Sequence[Table]) -> list[Table]:
@@ -143,16 +145,56 @@ class UnitOfWork:
         mappers.update(dict.fromkeys(self.deletes))
         by_table = {m.table: m for m in mappers}
         order = table_order(list(by_table))
+        switches = self._find_row_switches()
         for table in order:
             mapper = by_table[table]
-            if mapper in self.updates:
-                self._emit_updates(mapper, _sort_persistent(self.updates[mapper]))
-            if mapper in self.inserts:
+            if mapper in self.updates or mapper in switches:
+                self._emit_updates(
+                    mapper, _sort_persistent(self.updates.get(mapper, [])), switches.get(mapper, [])
+                )
+            if self.inserts.get(mapper):
+                self._warn_identity_conflicts(mapper, self.inserts[mapper])
                 self._emit_inserts(mapper, self.inserts[mapper])
         for table in reversed(order):
             mapper = by_table[table]
-            if mapper in self.deletes:
+            if self.deletes.get(mapper):
                 self._emit_deletes(mapper, _sort_persistent(self.deletes[mapper]))
+
+    def _find_row_switches(self) -> dict[Mapper, list[tuple[Pair, Pair]]]:
+        """``delete(old)`` + ``add(new)`` with the same key in one flush: one UPDATE."""
+        found: dict[Mapper, list[tuple[Pair, Pair]]] = {}
+        for mapper, deletes in self.deletes.items():
+            inserts = self.inserts.get(mapper)
+            if not inserts:
+                continue
+            by_key = {state.key: (obj, state) for obj, state in deletes}
+            keep = []
+            for obj, state in inserts:
+                old = by_key.pop(mapper.key_from_dict(obj.__dict__), None)
+                if old is None:
+                    keep.append((obj, state))
+                else:
+                    found.setdefault(mapper, []).append((old, (obj, state)))
+            if mapper in found:
+                switched = {id(old[1]) for old, _ in found[mapper]}
+                self.inserts[mapper] = keep
+                self.deletes[mapper] = [p for p in deletes if id(p[1]) not in switched]
+        return found
+
+    def _warn_identity_conflicts(self, mapper: Mapper, pairs: list[Pair]) -> None:
+        for obj, _state in pairs:
+            key = mapper.key_from_dict(obj.__dict__)
+            if key is None:
+                continue
+            existing = self.host._flush_lookup(mapper, key)
+            if existing is not None and existing is not obj:
+                warnings.warn(
+                    f"New instance {state_str(obj)} with identity key "
+                    f"{mapper.identity_key_for(key)!r} conflicts with persistent instance "
+                    f"{state_str(existing)}",
+                    SAWarning,
+                    stacklevel=6,
+                )
 
     # -- INSERT -------------------------------------------------------------------------
 
@@ -267,11 +309,29 @@ class UnitOfWork:
 
     # -- UPDATE -------------------------------------------------------------------------
 
-    def _emit_updates(self, mapper: Mapper, pairs: list[Pair]) -> None:
+    def _emit_updates(
+        self, mapper: Mapper, pairs: list[Pair], switches: Sequence[tuple[Pair, Pair]] = ()
+    ) -> None:
         facts = _facts(mapper, self.conn)
         compare = mapper.compare
         column_for_attr = mapper.column_for_attr
         records = []
+        for (old_obj, old_state), (obj, state) in switches:
+            old_d = old_obj.__dict__
+            d = obj.__dict__
+            sw_params: dict[str, Any] = {}
+            for attr in mapper.attr_keys:
+                if attr in d and attr not in mapper.pk_attr_keys:
+                    old = old_d.get(attr, NO_VALUE)
+                    if old is NO_VALUE or not compare[attr](old, d[attr]):
+                        sw_params[column_for_attr[attr].key] = d[attr]
+            self.host._flush_deleted(old_obj, old_state)
+            self.host._flush_inserted(obj, state, old_state.key)
+            if sw_params:
+                pk_values = (old_state.key,) if mapper.single_pk else old_state.key
+                for col, value in zip(mapper.pk_columns, pk_values, strict=True):
+                    sw_params[str(col._label)] = value
+                records.append((obj, state, sw_params))
         for obj, state in pairs:
             d = obj.__dict__
             if state.expired and any(

@@ -149,6 +149,8 @@ def map_imperatively(
     type.__setattr__(cls, "__delattr__", instance_delattr)
     type.__setattr__(cls, "__clause_element__", _ClauseElementHook(mapper))
     type.__setattr__(cls, MAPPER_ATTR, mapper)
+    if "__table__" not in cls.__dict__:
+        type.__setattr__(cls, "__table__", table)
     return mapper
 
 

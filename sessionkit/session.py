@@ -844,6 +844,9 @@ class Session:
             state.key = new_key
             self.identity_map.add(state.mapper, new_key, obj)
 
+    def _flush_lookup(self, mapper: Mapper, key: Any) -> Any:
+        return self.identity_map.get(mapper, key)
+
     def _flush_deleted(self, obj: Any, state: InstanceState) -> None:
         self._deleted.pop(state, None)
         self._modified.pop(state, None)
@@ -925,12 +928,17 @@ class Session:
                 lambda size: iter([objs]),
                 source_supports_scalars=True,
             )
-        return self._multi_entity_result(plan, list(cursor.keys()), rows, populate)
+        names = list(cursor.keys())
+        for i, raw in enumerate(statement._raw_columns):
+            key = getattr(raw, "key", None)
+            if plan[i] == (None, 1) and isinstance(key, str):
+                names[_plan_position(plan, i)] = key
+        return self._multi_entity_result(plan, names, rows, populate)
 
     def _multi_entity_result(
         self,
         plan: list[tuple[Mapper | None, int]],
-        cursor_keys: Sequence[str],
+        names: Sequence[str],
         rows: Sequence[Sequence[Any]],
         populate: bool,
     ) -> Result[Any]:
@@ -946,7 +954,7 @@ class Session:
                 keys.append(mapper.class_.__name__)
             else:
                 columns.extend([p[i] for p in part] for i in range(width))
-                keys.extend(cursor_keys[pos : pos + width])
+                keys.extend(names[pos : pos + width])
             pos += width
         tuples = list(zip(*columns, strict=True)) if columns else []
         return ChunkedIteratorResult(SimpleResultMetaData(keys), lambda size: iter([tuples]))
@@ -972,6 +980,56 @@ class Session:
     def query(self, entity: type[_T]) -> Query[_T]:
         """The small legacy facade: ``session.query(User).filter(...).all()``."""
         return Query(self, mapper_of_class(entity))
+
+    def merge(self, instance: _T, *, load: bool = True) -> _T:
+        """Copy ``instance``'s loaded state onto this session's object for the same key.
+
+        Returns the session's own object (found in the identity map, loaded with a
+        SELECT, or created pending when no row exists); ``instance`` itself is left as
+        it was. ``load=False`` trusts the given values and emits no SQL.
+        """
+        state = state_of(instance)
+        mapper = state.mapper
+        src = instance.__dict__
+        if self._contains(instance, state):
+            return instance
+        key = state.key if state.key is not None else mapper.key_from_dict(src)
+        merged: Any = None
+        if key is not None:
+            merged = self.identity_map.get(mapper, key)
+            if merged is None and load:
+                self._autoflush()
+                merged = self.get(mapper.class_, key)
+        if not load:
+            if state.modified and state.key is not None:
+                raise InvalidRequestError(
+                    f"merge() with load=False requires an unmodified object; "
+                    f"{state_str(instance)} has unflushed changes. Flush them in its own "
+                    f"session first, or merge with load=True."
+                )
+            if merged is None:
+                if key is None:
+                    raise InvalidRequestError(
+                        f"merge() with load=False needs an object with a primary key; "
+                        f"{state_str(instance)} has none"
+                    )
+                merged = object.__new__(mapper.class_)
+                merged_state = InstanceState(mapper, key, self._ref)
+                merged.__dict__.update((k, src[k]) for k in mapper.attr_keys if k in src)
+                merged.__dict__[STATE_KEY] = merged_state
+                missing = frozenset(k for k in mapper.attr_keys if k not in src)
+                merged_state.expired = missing or None
+                self.identity_map.add(mapper, key, merged)
+                self._autobegin()
+                return merged  # type: ignore[no-any-return]
+        if merged is None:
+            merged = object.__new__(mapper.class_)
+            self.add(merged)
+        self._autobegin()
+        for k in mapper.attr_keys:
+            if k in src:
+                setattr(merged, k, src[k])
+        return merged  # type: ignore[no-any-return]
 
     # -- collections ---------------------------------------------------------------------
 
@@ -1006,6 +1064,10 @@ class Session:
             if old is NO_VALUE or not compare[key](old, d.get(key)):
                 return True
         return False
+
+
+def _plan_position(plan: list[tuple[Mapper | None, int]], index: int) -> int:
+    return sum(width for _, width in plan[:index])
 
 
 def _entity_plan(statement: Select[Any]) -> list[tuple[Mapper | None, int]] | None:
