@@ -929,6 +929,7 @@ class Session:
                 source_supports_scalars=True,
             )
         names = list(cursor.keys())
+        assert isinstance(statement, Select)
         for i, raw in enumerate(statement._raw_columns):
             key = getattr(raw, "key", None)
             if plan[i] == (None, 1) and isinstance(key, str):
