@@ -50,7 +50,8 @@ class IdentityMap:
         for mapper, sub in list(self.by_mapper.items()):
             self.by_mapper[mapper] = {k: r for k, r in list(sub.items()) if r() is not None}
 
-    def get(self, mapper: Mapper, key: Any) -> Any:
+    def lookup(self, mapper: Mapper, key: Any) -> Any:
+        """The live object for a bare primary-key value, or None."""
         sub = self.by_mapper.get(mapper)
         if sub is None:
             return None
@@ -72,7 +73,7 @@ class IdentityMap:
     def contains_state(self, state: InstanceState, obj: object) -> bool:
         if state.key is None:
             return False
-        return self.get(state.mapper, state.key) is obj
+        return self.lookup(state.mapper, state.key) is obj
 
     def objects(self) -> list[Any]:
         """Live objects, as a list so callers may change the map while walking it."""
@@ -118,14 +119,19 @@ class IdentityMap:
 
     def __getitem__(self, ident: IdentityKey) -> Any:
         split = self._split(ident)
-        obj = None if split is None else self.get(*split)
+        obj = None if split is None else self.lookup(*split)
         if obj is None:
             raise KeyError(ident)
         return obj
 
+    def get(self, ident: IdentityKey, default: Any = None) -> Any:
+        split = self._split(ident)
+        obj = None if split is None else self.lookup(*split)
+        return default if obj is None else obj
+
     def __contains__(self, ident: object) -> bool:
         split = self._split(ident)
-        return split is not None and self.get(*split) is not None
+        return split is not None and self.lookup(*split) is not None
 
     def __iter__(self) -> Iterator[IdentityKey]:
         return iter(self.keys())

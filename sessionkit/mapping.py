@@ -272,5 +272,8 @@ def state_of(obj: object) -> InstanceState:
     state: InstanceState | None = None if d is None else d.get(STATE_KEY)
     if state is None:
         mapper = mapper_of(obj)
-        state = obj.__dict__[STATE_KEY] = InstanceState(mapper)
+        d = obj.__dict__
+        state = d[STATE_KEY] = InstanceState(mapper)
+        # Values set before the object met a Session count as changes, as in the reference.
+        state.modified = any(k in d for k in mapper.attr_keys)
     return state
