@@ -32,7 +32,8 @@ _EXPIRED_BY_TEXT = {
 
 def detached_error(obj: object, state: InstanceState, key: str) -> DetachedInstanceError:
     """The reference's words first, then what happened and the two ways out."""
-    why = _EXPIRED_BY_TEXT.get(state.expired_by or "", "earlier")
+    reason = state.expired_by.reason if state.expired_by is not None else ""
+    why = _EXPIRED_BY_TEXT.get(reason, "earlier")
     return DetachedInstanceError(
         f"Instance {state_str(obj)} is not bound to a Session; attribute refresh "
         f"operation cannot proceed. Attribute {key!r} of {type(obj).__name__} was expired "

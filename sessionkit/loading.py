@@ -12,10 +12,10 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, bindparam, select
+from sqlalchemy import Select, and_, bindparam, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
-from .state import STATE_KEY, InstanceState
+from .state import STATE_KEY, Expiry, InstanceState
 
 if TYPE_CHECKING:
     from .identity import IdentityMap
@@ -136,12 +136,14 @@ def apply_loaded(
         state.expired = frozenset(rest) if rest else None
 
 
-def expire_state(obj: Any, state: InstanceState, reason: str, keys: Iterable[str] | None) -> None:
+def expire_state(
+    obj: Any, state: InstanceState, expiry: Expiry, keys: Iterable[str] | None
+) -> None:
     """Forget loaded values (all, or ``keys``) and any unflushed changes to them."""
     d = obj.__dict__
     mapper = state.mapper
     if keys is None:
-        if len(d) == len(mapper.attr_keys) + 1:
+        if d.keys() <= mapper.dict_keys:
             # Only columns and the state are present: replace the dict wholesale.
             obj.__dict__ = {STATE_KEY: state}
         else:
@@ -158,4 +160,27 @@ def expire_state(obj: Any, state: InstanceState, reason: str, keys: Iterable[str
         if state.committed:
             for k in keys:
                 state.committed.pop(k, None)
-    state.expired_by = reason
+    state.expired_by = expiry
+
+
+def select_by_pks(mapper: Mapper, dialect: Any, keys: list[Any]) -> Select[Any]:
+    """``SELECT <all columns> WHERE pk IN (...)`` for a batched refresh.
+
+    Composite keys use a tuple IN where the dialect supports it, OR-ed conditions
+    otherwise.
+    """
+    cols = mapper.columns
+    if mapper.single_pk:
+        stmt = mapper.statement_cache.get("select_in")
+        if stmt is None:
+            pk = mapper.pk_columns[0]
+            stmt = mapper.statement_cache["select_in"] = select(*cols).where(
+                pk.in_(bindparam("pk_values", expanding=True))
+            )
+        assert isinstance(stmt, Select)
+        return stmt
+    if getattr(dialect, "tuple_in_values", False):
+        return select(*cols).where(tuple_(*mapper.pk_columns).in_(keys))
+    return select(*cols).where(
+        or_(*(and_(*(c == v for c, v in zip(mapper.pk_columns, k, strict=True))) for k in keys))
+    )

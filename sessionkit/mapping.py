@@ -55,6 +55,9 @@ class Mapper:
         self.pk_positions: tuple[int, ...] = tuple(self.columns.index(c) for c in self.pk_columns)
         self.single_pk = len(self.pk_columns) == 1
         self.all_attrs: frozenset[str] = frozenset(self.attr_keys)
+        # An instance dict holding only columns and the state can be replaced wholesale.
+        self.dict_keys: frozenset[str] = self.all_attrs | {STATE_KEY}
+        self.dict_size = len(self.dict_keys)
         # The row -> primary-key value function used by the loader.
         self.row_pk: Callable[[Any], Any] = operator.itemgetter(*self.pk_positions)
         self.selectable: FromClause = table._annotate({"sessionkit_mapper": self})

@@ -30,10 +30,10 @@ from .exc import (
 )
 from .flush import UnitOfWork
 from .identity import IdentityMap
-from .loading import apply_loaded, expire_state, fetch_by_pk, load_rows
+from .loading import apply_loaded, expire_state, fetch_by_pk, load_rows, select_by_pks
 from .mapping import Mapper, mapper_of, mapper_of_class, state_of
 from .query import Query
-from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
+from .state import NO_VALUE, STATE_KEY, Expiry, InstanceState, state_str
 
 _T = TypeVar("_T")
 JoinMode = Literal["conditional_savepoint", "create_savepoint", "rollback_only", "control_fully"]
@@ -158,6 +158,8 @@ class Session:
         autobegin: bool = True,
         close_resets_only: bool = True,
         join_transaction_mode: JoinMode = "conditional_savepoint",
+        batch_refresh: bool = False,
+        refresh_batch_size: int = 500,
         info: dict[Any, Any] | None = None,
     ) -> None:
         if join_transaction_mode not in _JOIN_MODES:
@@ -169,7 +171,11 @@ class Session:
             raise ArgumentError(
                 f"Session(bind=...) takes an Engine or a Connection, got {type(bind).__name__}"
             )
+        if refresh_batch_size < 1:
+            raise ArgumentError(f"refresh_batch_size must be at least 1, got {refresh_batch_size}")
         self.bind = bind
+        self.batch_refresh = batch_refresh
+        self.refresh_batch_size = refresh_batch_size
         self.autoflush = autoflush
         self.expire_on_commit = expire_on_commit
         self.autobegin = autobegin
@@ -376,8 +382,7 @@ class Session:
                 state.deleted = False
                 state.session_ref = None
         if self.expire_on_commit:
-            for obj in self.identity_map.objects():
-                expire_state(obj, obj.__dict__[STATE_KEY], "commit", None)
+            self._expire_everything("commit")
 
     def _release(self, txn: SessionTransaction) -> None:
         """RELEASE SAVEPOINT; the level's records move to its parent, nothing expires."""
@@ -469,8 +474,9 @@ class Session:
         if dirty_only:
             for state, obj in self._deleted.items():
                 self.identity_map.add(state.mapper, state.key, obj)
+            expiry = Expiry("rollback")
             for state, obj in self._modified.items():
-                expire_state(obj, state, "rollback", None)
+                expire_state(obj, state, expiry, None)
         self._deleted.clear()
         self._modified.clear()
 
@@ -512,13 +518,28 @@ class Session:
                 imap.add(state.mapper, state.key, obj)
         self._drop_pending(dirty_only)
         if dirty_only:
+            expiry = Expiry(reason)
             for obj_ref, state in updated:
                 obj = obj_ref()
                 if obj is not None and state.session_ref is ref and state.key is not None:
-                    expire_state(obj, state, reason, None)
+                    expire_state(obj, state, expiry, None)
         else:
-            for obj in imap.objects():
-                expire_state(obj, obj.__dict__[STATE_KEY], reason, None)
+            self._expire_everything(reason)
+
+    def _expire_everything(self, reason: str) -> None:
+        """Expire every object in the identity map as one event."""
+        expiry = Expiry(reason)
+        track = self.batch_refresh
+        if track:
+            expiry.members = {}
+        for mapper, sub in list(self.identity_map.by_mapper.items()):
+            refs = list(sub.values())
+            if track:
+                expiry.members[mapper] = refs  # type: ignore[index]
+            for obj_ref in refs:
+                obj = obj_ref()
+                if obj is not None:
+                    expire_state(obj, obj.__dict__[STATE_KEY], expiry, None)
 
     def close(self) -> None:
         """Detach every object, then end the transaction and return the connection."""
@@ -690,15 +711,14 @@ class Session:
         """Forget loaded values; the next read loads them again. No SQL now."""
         state = self._persistent_state(instance)
         keys = self._attr_keys(state, attribute_names)
-        expire_state(instance, state, "expire", keys)
+        expire_state(instance, state, Expiry("expire"), keys)
         if keys is None:
             state.clear_history()
             self._modified.pop(state, None)
 
     def expire_all(self) -> None:
-        for obj in self.identity_map.objects():
-            state = obj.__dict__[STATE_KEY]
-            expire_state(obj, state, "expire", None)
+        """Expire every object in the identity map; no SQL now."""
+        self._expire_everything("expire")
         self._modified.clear()
 
     def refresh(self, instance: object, attribute_names: Iterable[str] | None = None) -> None:
@@ -706,7 +726,7 @@ class Session:
         state = self._persistent_state(instance)
         keys = self._attr_keys(state, attribute_names)
         self.expire(instance, keys)
-        expire_state(instance, state, "refresh", keys)
+        expire_state(instance, state, Expiry("refresh"), keys)
         self._autoflush()
         load = tuple(keys) if keys is not None else state.mapper.attr_keys
         row = fetch_by_pk(self._connection(), state.mapper, state.key, load)
@@ -726,6 +746,11 @@ class Session:
         self._autoflush()
         if state.key is None or state.session_ref is not self._ref:
             return  # the autoflush failed and reverted the object; nothing to load
+        if self.batch_refresh and len(keys) == len(state.mapper.attr_keys):
+            batch = self._refresh_batch(obj, state)
+            if len(batch) > 1:
+                self._load_batch(obj, state, batch)
+                return
         row = fetch_by_pk(self._connection(), state.mapper, state.key, keys)
         if row is None:
             raise ObjectDeletedError(
@@ -733,6 +758,62 @@ class Session:
                 f"present."
             )
         apply_loaded(obj, state, keys, row, overwrite=False)
+
+    def _refresh_batch(self, obj: Any, state: InstanceState) -> list[Pair]:
+        """``obj`` plus fully expired objects of its class expired by the same event."""
+        batch: list[Pair] = [(obj, state)]
+        expiry = state.expired_by
+        if expiry is None or expiry.members is None:
+            return batch
+        refs = expiry.members.get(state.mapper)
+        if not refs:
+            return batch
+        ref = self._ref
+        attrs = state.mapper.attr_keys
+        limit = self.refresh_batch_size
+        scanned = 0
+        for scanned, obj_ref in enumerate(refs, 1):
+            if len(batch) >= limit:
+                scanned -= 1
+                break
+            other = obj_ref()
+            if other is None or other is obj:
+                continue
+            d = other.__dict__
+            st = d.get(STATE_KEY)
+            if (
+                st is None
+                or st.expired_by is not expiry
+                or st.session_ref is not ref
+                or st.key is None
+                or st.deleted
+                or any(k in d for k in attrs)
+            ):
+                continue
+            batch.append((other, st))
+        # Everything scanned is now loaded or can never join a batch of this event.
+        del refs[:scanned]
+        return batch
+
+    def _load_batch(self, obj: Any, state: InstanceState, batch: list[Pair]) -> None:
+        mapper = state.mapper
+        conn = self._connection()
+        keys = [st.key for _, st in batch]
+        stmt = select_by_pks(mapper, conn.dialect, keys)
+        params = {"pk_values": keys} if mapper.single_pk else None
+        rows = conn.execute(stmt, params).fetchall()
+        row_pk = mapper.row_pk
+        by_key = {row_pk(row): row for row in rows}
+        attrs = mapper.attr_keys
+        for other, st in batch:
+            row = by_key.get(st.key)
+            if row is not None:
+                apply_loaded(other, st, attrs, row, overwrite=False)
+        if state.expired:
+            raise ObjectDeletedError(
+                f"Instance '{state_str(obj)}' has been deleted, or its row is otherwise not "
+                f"present."
+            )
 
     # -- flush ---------------------------------------------------------------------------
 
@@ -1160,5 +1241,5 @@ def make_transient_to_detached(instance: object) -> None:
     d = instance.__dict__
     missing = frozenset(k for k in state.mapper.attr_keys if k not in d)
     state.expired = missing or None
-    state.expired_by = "detach"
+    state.expired_by = Expiry("detach")
     state.clear_history()

@@ -31,6 +31,24 @@ class _NoValue:
 NO_VALUE: Final = _NoValue()
 
 
+class Expiry:
+    """One expiry event: a commit, a rollback, an ``expire()`` call.
+
+    Objects expired together share one instance, which is how a batched refresh finds
+    the other objects "expired by the same event". ``members`` lists them per mapper
+    (as identity-map weak references) only when the Session batches refreshes.
+    """
+
+    __slots__ = ("members", "reason")
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.members: dict[Any, list[weakref.ref[Any]]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Expiry {self.reason}>"
+
+
 class SessionLike(Protocol):
     """What an instance needs from its Session; keeps imports pointing downward."""
 
@@ -68,7 +86,7 @@ class InstanceState:
     committed: dict[str, Any] | None
     modified: bool
     expired: frozenset[str] | None
-    expired_by: str | None
+    expired_by: Expiry | None
     deleted: bool
     was_deleted: bool
 

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401 - imported up front: its pytest plugin imports it late otherwise
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
