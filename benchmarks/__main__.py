@@ -1,0 +1,8 @@
+"""``python -m benchmarks``."""
+
+from __future__ import annotations
+
+from .cli import run
+
+if __name__ == "__main__":
+    raise SystemExit(run())

@@ -1,0 +1,148 @@
+"""SQLAlchemy Core as an experienced user writes it: the comparison baseline.
+
+Statements are built once (as an application would keep them), parameters go in as
+lists of dicts (``executemany``), results come back with ``fetchall()``. Connection
+checkout is inside the measured region, as the Session's is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, insert, select
+from sqlalchemy import update as sql_update
+
+from ..harness import CheckFailed, Trial
+from ..schema import COLUMNS, DATA_COLUMNS, Row, user_table
+
+t = user_table
+SELECT_ALL = select(t)
+SELECT_BY_PK = select(t).where(t.c.id == bindparam("pk"))
+INSERT = insert(t)
+INSERT_RETURNING = insert(t).returning(t.c.id, sort_by_parameter_order=True)
+UPDATE_VISITS = (
+    sql_update(t).where(t.c.id == bindparam("pk")).values(visits=bindparam("new_visits"))
+)
+
+
+class _Held:
+    """Connections opened inside ``run`` and closed after the clock stops."""
+
+    def __init__(self) -> None:
+        self.conns: list[Connection] = []
+
+    def open(self, engine: Engine) -> Connection:
+        conn = engine.connect()
+        self.conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+
+
+def _rows(rows: Sequence[Any]) -> list[Row]:
+    return [tuple(r) for r in rows]
+
+
+def load(engine: Engine) -> Trial:
+    """S1: ``conn.execute(select(table)).fetchall()``."""
+    held = _Held()
+
+    def run() -> Sequence[Any]:
+        return held.open(engine).execute(SELECT_ALL).fetchall()
+
+    return Trial(run, _rows, held.close)
+
+
+def bulk_insert(engine: Engine, rows: Sequence[Row], client_keys: bool) -> Trial:
+    """S2: one executemany INSERT; generated keys via RETURNING in parameter order."""
+
+    def run() -> list[Any]:
+        with engine.begin() as conn:
+            if client_keys:
+                conn.execute(INSERT, [dict(zip(COLUMNS, r, strict=True)) for r in rows])
+                return [r[0] for r in rows]
+            params = [dict(zip(DATA_COLUMNS, r[1:], strict=True)) for r in rows]
+            return list(conn.execute(INSERT_RETURNING, params).scalars().all())
+
+    return Trial(run)
+
+
+def single_insert(engine: Engine, rows: Sequence[Row]) -> Trial:
+    """S3: per row ``with engine.begin(): conn.execute(insert, params)``."""
+
+    def run() -> None:
+        for r in rows:
+            with engine.begin() as conn:
+                conn.execute(INSERT, dict(zip(DATA_COLUMNS, r[1:], strict=True)))
+
+    return Trial(run)
+
+
+def get_cold(engine: Engine, keys: Sequence[int]) -> Trial:
+    """S4 cold: one prebuilt ``SELECT ... WHERE id = :pk`` per key."""
+    held = _Held()
+
+    def run() -> list[Any]:
+        conn = held.open(engine)
+        return [conn.execute(SELECT_BY_PK, {"pk": k}).first() for k in keys]
+
+    return Trial(run, _rows, held.close)
+
+
+def update(engine: Engine) -> Trial:
+    """S5: fetch the rows, one executemany ``UPDATE ... WHERE id = :pk``, commit."""
+
+    def run() -> None:
+        with engine.begin() as conn:
+            rows = conn.execute(SELECT_ALL).fetchall()
+            conn.execute(UPDATE_VISITS, [{"pk": r.id, "new_visits": r.visits + 1} for r in rows])
+
+    return Trial(run)
+
+
+def refresh(engine: Engine) -> Trial:
+    """S6: rows fetched beforehand; commit, select them again, read one column each."""
+    conn = engine.connect()
+    conn.execute(SELECT_ALL).fetchall()
+
+    def run() -> tuple[Sequence[Any], list[int]]:
+        conn.commit()
+        rows = conn.execute(SELECT_ALL).fetchall()
+        return rows, [r.visits for r in rows]
+
+    def observe(result: tuple[Sequence[Any], list[int]]) -> list[tuple[int, int]]:
+        rows, visits = result
+        return [(r.id, v) for r, v in zip(rows, visits, strict=True)]
+
+    return Trial(run, observe, conn.close)
+
+
+def rollback(engine: Engine) -> Trial:
+    """S7: rows fetched and changes computed beforehand; only ``conn.rollback()`` timed."""
+    conn = engine.connect()
+    rows = conn.execute(SELECT_ALL).fetchall()
+    changes = [{"pk": r.id, "new_visits": r.visits + 1} for r in rows]
+
+    def run() -> None:
+        conn.rollback()
+
+    def observe(_: None) -> int:
+        if conn.in_transaction():
+            raise CheckFailed("the connection is still in a transaction after rollback()")
+        changes.clear()
+        return len(rows)
+
+    return Trial(run, observe, conn.close)
+
+
+def memory(engine: Engine) -> Trial:
+    """S8: the ``Row`` objects of ``fetchall()``, held in their list."""
+    conn = engine.connect()
+
+    def run() -> Sequence[Any]:
+        return conn.execute(SELECT_ALL).fetchall()
+
+    return Trial(run, _rows, conn.close)

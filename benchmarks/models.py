@@ -1,0 +1,63 @@
+"""The classes each implementation loads rows into, all mapped to the same Table.
+
+sessionkit and the SQLAlchemy ORM map ``schema.user_table`` itself (``__table__``), so
+both emit SQL against exactly the same columns. ``SlotUser`` is the hand-written floor:
+the least an application could spend on one object per row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import DeclarativeBase
+
+import sessionkit
+
+from .schema import user_table
+
+SkBase: Any = sessionkit.declarative_base()
+
+
+class SkUser(SkBase):  # type: ignore[misc]
+    """``user_account`` mapped by sessionkit."""
+
+    __table__ = user_table
+
+
+class OrmBase(DeclarativeBase):
+    pass
+
+
+class OrmUser(OrmBase):
+    """``user_account`` mapped by the SQLAlchemy ORM (declarative, same Table)."""
+
+    __table__ = user_table
+
+
+class SlotUser:
+    """The floor: one plain ``__slots__`` object per row, no bookkeeping at all."""
+
+    __slots__ = ("age", "email", "fullname", "id", "name", "score", "visits")
+
+    def __init__(
+        self,
+        id: int,
+        name: str,
+        fullname: str,
+        email: str,
+        age: int,
+        score: float,
+        visits: int,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.fullname = fullname
+        self.email = email
+        self.age = age
+        self.score = score
+        self.visits = visits
+
+
+def row_of(obj: Any) -> tuple[Any, ...]:
+    """An object's column values as a row tuple (attribute access, as an app would)."""
+    return (obj.id, obj.name, obj.fullname, obj.email, obj.age, obj.score, obj.visits)

@@ -1,0 +1,365 @@
+"""The eight scenarios: what each one sets up, who takes part, and what "correct" means.
+
+A scenario is a generator of :class:`~benchmarks.harness.Variant` objects. It owns the
+Engine for each variant (created with the same settings for every contender, disposed
+when the variant is done) and the database state before each repeat. The warm-up round
+runs on at most ``WARMUP_ROWS`` rows: enough to fill statement caches and the connection
+pool, without paying for a full extra repeat of the slow contenders.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from . import checks, schema
+from .config import Counts
+from .db import Database
+from .harness import CheckFailed, Entry, Trial, Variant
+from .impls import baselines, core, dbapi, sessions
+from .impls.sessions import ORM, SESSIONKIT
+from .schema import Row
+
+WARMUP_ROWS = 500
+SEED = 20240601
+
+
+#: Seconds of measured repeats after which S3 on a file stops (scaled with --scale):
+#: each commit there waits for the disk, which can take 10 ms on a virtual machine.
+FILE_COMMIT_BUDGET_S = 90.0
+
+
+@dataclass
+class Env:
+    db: Database
+    counts: Counts
+    factor: float = 1.0
+
+
+class TableState:
+    """Refills the table only when the wanted number of rows changes."""
+
+    def __init__(self, engine: Engine, rows: Sequence[Row]) -> None:
+        self.engine = engine
+        self.rows = rows
+        self.current: int | None = None
+
+    def ensure(self, n: int) -> None:
+        if self.current != n:
+            schema.reset(self.engine, self.rows[:n])
+            self.current = n
+
+
+def _sizes(n: int) -> Callable[[bool], int]:
+    warm = min(n, WARMUP_ROWS)
+    return lambda warmup: warm if warmup else n
+
+
+def _entry(impl: str, make: Callable[[], Trial], check: Callable[[Any, bool], None]) -> Entry:
+    return Entry(impl, lambda warmup: make(), check)
+
+
+def s1_load(env: Env) -> Iterator[Variant]:
+    n = env.counts.load
+    rows = schema.make_rows(n)
+    size = _sizes(n)
+    with env.db.connect() as engine:
+        state = TableState(engine, rows)
+
+        def check(observed: list[Row], warmup: bool) -> None:
+            checks.same_rows_any_order(observed, rows[: size(warmup)], "loaded rows")
+
+        yield Variant(
+            "S1",
+            "S1/load",
+            f"load {n:,} rows into objects",
+            n,
+            [
+                _entry("sessionkit", lambda: sessions.load(SESSIONKIT, engine), check),
+                _entry("orm", lambda: sessions.load(ORM, engine), check),
+                _entry("core", lambda: core.load(engine), check),
+                _entry("dbapi", lambda: dbapi.load(engine), check),
+                _entry("floor", lambda: baselines.load_floor(engine), check),
+            ],
+            prepare=lambda warmup: state.ensure(size(warmup)),
+            note="floor = Core fetchall + one __slots__ object per row in a dict by pk",
+        )
+
+
+def _s2_variant(engine: Engine, rows: Sequence[Row], client_keys: bool) -> Variant:
+    n = len(rows)
+    size = _sizes(n)
+
+    def entry(impl: str, fn: Callable[..., Trial], *args: Any) -> Entry:
+        def make(warmup: bool) -> Trial:
+            return fn(*args, engine, rows[: size(warmup)], client_keys)
+
+        return Entry(impl, make, check)
+
+    def check(ids: list[Any], warmup: bool) -> None:
+        used = rows[: size(warmup)]
+        if not client_keys:
+            checks.table_holds_generated(engine, used, ids)
+            return
+        checks.table_holds(engine, used, "inserted rows")
+        if list(ids) != [r[0] for r in used]:
+            raise CheckFailed("objects do not carry the keys they were given")
+
+    kind = "client-assigned keys" if client_keys else "database-generated keys"
+    return Variant(
+        "S2",
+        "S2/client" if client_keys else "S2/generated",
+        f"bulk insert {n:,} rows, {kind}",
+        n,
+        [
+            entry("sessionkit", sessions.bulk_insert, SESSIONKIT),
+            entry("orm", sessions.bulk_insert, ORM),
+            entry("core", core.bulk_insert),
+            entry("dbapi", dbapi.bulk_insert),
+        ],
+        prepare=lambda warmup: schema.empty(engine),
+        note="objects (Core: parameter dicts) are built inside the timed region",
+    )
+
+
+def s2_bulk_insert(env: Env) -> Iterator[Variant]:
+    rows = schema.make_rows(env.counts.bulk_insert)
+    for client_keys in (True, False):
+        with env.db.connect() as engine:
+            yield _s2_variant(engine, rows, client_keys)
+
+
+def _s3_variant(
+    engine: Engine, rows: Sequence[Row], place: str, where: str, budget_s: float | None
+) -> Variant:
+    n = len(rows)
+    warm = min(n, 20)  # each commit may wait for the disk: keep the warm-up short
+
+    def size(warmup: bool) -> int:
+        return warm if warmup else n
+
+    def entry(impl: str, fn: Callable[..., Trial], *args: Any) -> Entry:
+        def make(warmup: bool) -> Trial:
+            return fn(*args, engine, rows[: size(warmup)])
+
+        return Entry(impl, make, check)
+
+    def check(_: Any, warmup: bool) -> None:
+        checks.table_holds_generated(engine, rows[: size(warmup)], None)
+
+    return Variant(
+        "S3",
+        f"S3/{place}",
+        f"{n:,} x (insert one row + commit), {where}",
+        n,
+        [
+            entry("sessionkit", sessions.single_insert, SESSIONKIT),
+            entry("orm", sessions.single_insert, ORM),
+            entry("core", core.single_insert),
+            entry("dbapi", dbapi.single_insert),
+        ],
+        prepare=lambda warmup: schema.empty(engine),
+        note="keys generated by the database; one session is kept across the commits",
+        budget_s=budget_s,
+    )
+
+
+def s3_single_insert(env: Env) -> Iterator[Variant]:
+    rows = schema.make_rows(env.counts.single_insert)
+    if env.db.is_sqlite:
+        places = [("file", "SQLite file", False), ("memory", "SQLite in memory", True)]
+    else:
+        places = [("server", env.db.kind, False)]
+    for place, where, memory in places:
+        with env.db.connect(memory=memory) as engine:
+            budget = FILE_COMMIT_BUDGET_S * env.factor if place == "file" else None
+            yield _s3_variant(engine, rows, place, where, budget)
+
+
+def s4_get(env: Env) -> Iterator[Variant]:
+    n = env.counts.get
+    rows = schema.make_rows(n)
+    keys = random.Random(SEED).sample(range(1, n + 1), n)
+    size = _sizes(n)
+
+    def used_keys(warmup: bool) -> list[int]:
+        return keys[: size(warmup)]
+
+    def check(observed: list[Row], warmup: bool) -> None:
+        expected = [rows[k - 1] for k in used_keys(warmup)]
+        checks.same_rows(observed, expected, "rows returned by get()")
+
+    with env.db.connect() as engine:
+        state = TableState(engine, rows)
+        yield Variant(
+            "S4",
+            "S4/cold",
+            f"{n:,} gets by primary key, cold (one SELECT each)",
+            n,
+            [
+                Entry(
+                    "sessionkit",
+                    lambda w: sessions.get_cold(SESSIONKIT, engine, used_keys(w)),
+                    check,
+                ),
+                Entry("orm", lambda w: sessions.get_cold(ORM, engine, used_keys(w)), check),
+                Entry("core", lambda w: core.get_cold(engine, used_keys(w)), check),
+                Entry("dbapi", lambda w: dbapi.get_cold(engine, used_keys(w)), check),
+            ],
+            prepare=lambda warmup: state.ensure(n),
+            note="keys in shuffled order; Core reuses one prebuilt SELECT ... WHERE id = :pk",
+        )
+    with env.db.connect() as engine:
+        state = TableState(engine, rows)
+        yield Variant(
+            "S4",
+            "S4/warm",
+            f"{n:,} gets by primary key, warm (identity-map hits)",
+            n,
+            [
+                Entry(
+                    "sessionkit",
+                    lambda w: sessions.get_warm(SESSIONKIT, engine, used_keys(w)),
+                    check,
+                ),
+                Entry("orm", lambda w: sessions.get_warm(ORM, engine, used_keys(w)), check),
+                Entry("dict", lambda w: baselines.get_dict(rows, used_keys(w)), check),
+            ],
+            ratio_to=("dict", "orm"),
+            prepare=lambda warmup: state.ensure(n),
+            note="all objects loaded before the clock starts; dict = d[pk] on a plain dict",
+        )
+
+
+def s5_update(env: Env) -> Iterator[Variant]:
+    n = env.counts.update
+    rows = schema.make_rows(n)
+    size = _sizes(n)
+
+    def check(_: Any, warmup: bool) -> None:
+        expected = [(*r[:6], r[6] + 1) for r in rows[: size(warmup)]]
+        checks.table_holds(engine, expected, "updated rows")
+
+    with env.db.connect() as engine:
+        yield Variant(
+            "S5",
+            "S5/update",
+            f"load {n:,} objects, change one attribute each, commit",
+            n,
+            [
+                _entry("sessionkit", lambda: sessions.update(SESSIONKIT, engine), check),
+                _entry("orm", lambda: sessions.update(ORM, engine), check),
+                _entry("core", lambda: core.update(engine), check),
+                _entry("dbapi", lambda: dbapi.update(engine), check),
+            ],
+            prepare=lambda warmup: schema.reset(engine, rows[: size(warmup)]),
+            note="the load is part of the timed region for every contender",
+        )
+
+
+def s6_refresh(env: Env) -> Iterator[Variant]:
+    n = env.counts.refresh
+    rows = schema.make_rows(n)
+    size = _sizes(n)
+
+    def check(observed: list[tuple[int, int]], warmup: bool) -> None:
+        expected = [(r[0], r[6]) for r in rows[: size(warmup)]]
+        checks.same_rows_any_order(observed, expected, "(id, visits) read after commit")
+
+    with env.db.connect() as engine:
+        state = TableState(engine, rows)
+        batch = Entry(
+            "sessionkit_batch",
+            lambda w: sessions.refresh(SESSIONKIT, engine, batch_refresh=True),
+            check,
+            unavailable=sessions.batch_refresh_unavailable(engine),
+        )
+        yield Variant(
+            "S6",
+            "S6/refresh",
+            f"commit {n:,} loaded objects, then read one attribute of each",
+            n,
+            [
+                _entry("sessionkit", lambda: sessions.refresh(SESSIONKIT, engine), check),
+                batch,
+                _entry("orm", lambda: sessions.refresh(ORM, engine), check),
+                _entry("core", lambda: core.refresh(engine), check),
+                _entry("dbapi", lambda: dbapi.refresh(engine), check),
+            ],
+            prepare=lambda warmup: state.ensure(size(warmup)),
+            note="timed: commit() (expires everything) + the reads; Core/DB-API re-select",
+        )
+
+
+def s7_rollback(env: Env) -> Iterator[Variant]:
+    n = env.counts.rollback
+    rows = schema.make_rows(n)
+    size = _sizes(n)
+
+    def check(count: int, warmup: bool) -> None:
+        if count != size(warmup):
+            raise CheckFailed(f"{count} objects checked, expected {size(warmup)}")
+        checks.table_holds(engine, rows[: size(warmup)], "rows after rollback")
+
+    with env.db.connect() as engine:
+        state = TableState(engine, rows)
+        yield Variant(
+            "S7",
+            "S7/rollback",
+            f"rollback() after changing {n:,} loaded objects",
+            n,
+            [
+                _entry("sessionkit", lambda: sessions.rollback(SESSIONKIT, engine), check),
+                _entry("orm", lambda: sessions.rollback(ORM, engine), check),
+                _entry("core", lambda: core.rollback(engine), check),
+                _entry("dbapi", lambda: dbapi.rollback(engine), check),
+                Entry("floor", lambda w: baselines.rollback_floor(size(w)), check),
+            ],
+            prepare=lambda warmup: state.ensure(size(warmup)),
+            note="only rollback() is timed; floor = clear a dict attribute on n plain objects",
+        )
+
+
+def s8_memory(env: Env) -> Iterator[Variant]:
+    n = env.counts.memory
+    rows = schema.make_rows(n)
+    size = _sizes(n)
+
+    def check(observed: list[Row], warmup: bool) -> None:
+        checks.same_rows_any_order(observed, rows[: size(warmup)], "rows held")
+
+    with env.db.connect() as engine:
+        state = TableState(engine, rows)
+        yield Variant(
+            "S8",
+            "S8/memory",
+            f"memory per loaded object, {n:,} rows held",
+            n,
+            [
+                _entry("sessionkit", lambda: sessions.memory(SESSIONKIT, engine), check),
+                _entry("orm", lambda: sessions.memory(ORM, engine), check),
+                _entry("core", lambda: core.memory(engine), check),
+                _entry("dbapi", lambda: dbapi.memory(engine), check),
+                _entry("floor", lambda: baselines.memory_floor(engine), check),
+            ],
+            unit="B/obj",
+            ratio_to=("floor", "core", "orm"),
+            prepare=lambda warmup: state.ensure(size(warmup)),
+            note="tracemalloc, retained bytes / rows, values included; floor = __slots__ objects",
+        )
+
+
+BUILDERS: dict[str, Callable[[Env], Iterator[Variant]]] = {
+    "S1": s1_load,
+    "S2": s2_bulk_insert,
+    "S3": s3_single_insert,
+    "S4": s4_get,
+    "S5": s5_update,
+    "S6": s6_refresh,
+    "S7": s7_rollback,
+    "S8": s8_memory,
+}
