@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, overload
 from sqlalchemy import Column
 
 from .exc import DetachedInstanceError
-from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
+from .state import NO_VALUE, STATE_KEY, InstanceState, Loaded, materialize, state_str
 
 if TYPE_CHECKING:
     from .mapping import Mapper
@@ -88,8 +88,10 @@ def instance_setattr(self: Any, key: str, value: Any) -> None:
         mapper.base_setattr(self, key, value)
         return
     d = self.__dict__
-    state: InstanceState | None = d.get(STATE_KEY)
+    state: Any = d.get(STATE_KEY)
     if state is not None:
+        if state.__class__ is Loaded:
+            state = materialize(self, state)
         if state.key is not None:
             committed = state.committed
             if committed is None:

@@ -19,7 +19,7 @@ from sqlalchemy import Table, and_, bindparam
 from sqlalchemy.engine import Connection, CursorResult
 
 from .exc import SAWarning, StaleDataError
-from .state import NO_VALUE, InstanceState, state_str
+from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
 
 if TYPE_CHECKING:
     from .mapping import Mapper
@@ -118,6 +118,25 @@ def _facts(mapper: Mapper, conn: Connection) -> _Facts:
         facts = mapper.statement_cache[key] = _Facts(mapper, conn.dialect)
     assert isinstance(facts, _Facts)
     return facts
+
+
+def _apply_update_defaults(
+    mapper: Mapper, obj: Any, compiled: Any, cparams: Mapping[str, Any]
+) -> None:
+    """Values the UPDATE itself produced: Python ``onupdate`` values land on the object,
+    SQL-expression and server-side ones are expired so the next read loads them."""
+    d = obj.__dict__
+    attr_for_column = mapper.attr_for_column
+    for col in compiled.prefetch:
+        attr = attr_for_column.get(col)
+        if attr is not None and col.key in cparams:
+            d[attr] = cparams[col.key]
+    expire = [attr_for_column[c] for c in compiled.postfetch if c in attr_for_column]
+    if expire:
+        state = d[STATE_KEY]
+        for attr in expire:
+            d.pop(attr, None)
+        state.expired = frozenset(expire).union(state.expired or ())
 
 
 class UnitOfWork:
@@ -317,14 +336,14 @@ class UnitOfWork:
         column_for_attr = mapper.column_for_attr
         records = []
         for (old_obj, old_state), (obj, state) in switches:
-            old_d = old_obj.__dict__
+            # Every attribute set on the new object is written: comparing with the old
+            # object's loaded values could skip a column another transaction changed.
             d = obj.__dict__
-            sw_params: dict[str, Any] = {}
-            for attr in mapper.attr_keys:
-                if attr in d and attr not in mapper.pk_attr_keys:
-                    old = old_d.get(attr, NO_VALUE)
-                    if old is NO_VALUE or not compare[attr](old, d[attr]):
-                        sw_params[column_for_attr[attr].key] = d[attr]
+            sw_params: dict[str, Any] = {
+                column_for_attr[attr].key: d[attr]
+                for attr in mapper.attr_keys
+                if attr in d and attr not in mapper.pk_attr_keys
+            }
             self.host._flush_deleted(old_obj, old_state)
             self.host._flush_inserted(obj, state, old_state.key)
             if sw_params:
@@ -369,6 +388,12 @@ class UnitOfWork:
                     f"deleted or its primary key changed by another transaction; reload the "
                     f"object (session.refresh / session.get) and apply the change again."
                 )
+            compiled: Any = result.context.compiled
+            if compiled.prefetch or compiled.postfetch:
+                for (obj, _state, _), cparams in zip(
+                    group, result.context.compiled_parameters, strict=True
+                ):
+                    _apply_update_defaults(mapper, obj, compiled, cparams)
             for obj, state, _ in group:
                 self.host._flush_updated(obj, state, mapper.key_from_dict(obj.__dict__))
 

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .state import STATE_KEY, InstanceState
+from .state import InstanceState
 
 if TYPE_CHECKING:
     from .mapping import Mapper
@@ -84,9 +84,6 @@ class IdentityMap:
                 if obj is not None:
                     out.append(obj)
         return out
-
-    def states(self) -> list[tuple[Any, InstanceState]]:
-        return [(obj, obj.__dict__[STATE_KEY]) for obj in self.objects()]
 
     def clear(self) -> None:
         self.by_mapper.clear()

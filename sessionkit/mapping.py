@@ -22,8 +22,8 @@ from .attributes import (
     instance_repr,
     instance_setattr,
 )
-from .exc import ArgumentError, UnmappedClassError, UnmappedInstanceError
-from .state import STATE_KEY, InstanceState
+from .exc import ArgumentError, InvalidRequestError, UnmappedClassError, UnmappedInstanceError
+from .state import STATE_KEY, InstanceState, Loaded, materialize
 
 MAPPER_ATTR = "__sk_mapper__"
 
@@ -58,6 +58,7 @@ class Mapper:
         # An instance dict holding only columns and the state can be replaced wholesale.
         self.dict_keys: frozenset[str] = self.all_attrs | {STATE_KEY}
         self.dict_size = len(self.dict_keys)
+        self.detached_marker = Loaded(self, None)
         # The row -> primary-key value function used by the loader.
         self.row_pk: Callable[[Any], Any] = operator.itemgetter(*self.pk_positions)
         self.selectable: FromClause = table._annotate({"sessionkit_mapper": self})
@@ -83,7 +84,7 @@ class Mapper:
             try:
                 values = tuple(ident[k] for k in self.pk_attr_keys)
             except KeyError as err:
-                raise ArgumentError(
+                raise InvalidRequestError(
                     f"Incorrect names of values in identifier for {self.class_.__name__}: "
                     f"expected the keys {list(self.pk_attr_keys)}, got {sorted(ident)}"
                 ) from err
@@ -92,7 +93,7 @@ class Mapper:
         else:
             values = (ident,)
         if len(values) != len(self.pk_columns):
-            raise ArgumentError(
+            raise InvalidRequestError(
                 f"Incorrect number of values in identifier for {self.class_.__name__}: "
                 f"formatted primary key for {self.table.name!r} has {len(self.pk_columns)} "
                 f"column(s) ({', '.join(self.pk_attr_keys)}), got {len(values)} value(s)"
@@ -272,11 +273,14 @@ def mapper_of(obj: object) -> Mapper:
 def state_of(obj: object) -> InstanceState:
     """The object's state, created on first use for objects never seen by a Session."""
     d = getattr(obj, "__dict__", None)
-    state: InstanceState | None = None if d is None else d.get(STATE_KEY)
-    if state is None:
-        mapper = mapper_of(obj)
-        d = obj.__dict__
-        state = d[STATE_KEY] = InstanceState(mapper)
-        # Values set before the object met a Session count as changes, as in the reference.
-        state.modified = any(k in d for k in mapper.attr_keys)
-    return state
+    state: Any = None if d is None else d.get(STATE_KEY)
+    if state.__class__ is Loaded:
+        return materialize(obj, state)
+    if state is not None:
+        return state  # type: ignore[no-any-return]
+    mapper = mapper_of(obj)
+    d = obj.__dict__
+    new_state = d[STATE_KEY] = InstanceState(mapper)
+    # Values set before the object met a Session count as changes, as in the reference.
+    new_state.modified = any(k in d for k in mapper.attr_keys)
+    return new_state

@@ -33,7 +33,7 @@ from .identity import IdentityMap
 from .loading import apply_loaded, expire_state, fetch_by_pk, load_rows, select_by_pks
 from .mapping import Mapper, mapper_of, mapper_of_class, state_of
 from .query import Query
-from .state import NO_VALUE, STATE_KEY, Expiry, InstanceState, state_str
+from .state import NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, get_state, state_str
 
 _T = TypeVar("_T")
 JoinMode = Literal["conditional_savepoint", "create_savepoint", "rollback_only", "control_fully"]
@@ -192,6 +192,17 @@ class Session:
         self._no_autoflush = 0
         self._flushing = False
         self._closed_for_good = False
+        self._markers: dict[Mapper, Loaded] = {}
+
+    def _load(self, mapper: Mapper, rows: Iterable[Sequence[Any]], populate: bool) -> list[Any]:
+        marker = self._markers.get(mapper) or self._marker(mapper)
+        return load_rows(self.identity_map, mapper, rows, marker, populate, self._modified)
+
+    def _marker(self, mapper: Mapper) -> Loaded:
+        marker = self._markers.get(mapper)
+        if marker is None:
+            marker = self._markers[mapper] = Loaded(mapper, self._ref)
+        return marker
 
     def __repr__(self) -> str:
         return f"<sessionkit.Session {self.hash_key} at {hex(id(self))}>"
@@ -440,7 +451,7 @@ class Session:
         txn = self._transaction
         if txn is None:
             return
-        discarded = txn.failed is not None and bool(self._new)
+        discarded = txn.failed is not None and self._has_work()
         self._discard_all("rollback")
         if discarded:
             warnings.warn(
@@ -539,7 +550,7 @@ class Session:
             for obj_ref in refs:
                 obj = obj_ref()
                 if obj is not None:
-                    expire_state(obj, obj.__dict__[STATE_KEY], expiry, None)
+                    expire_state(obj, get_state(obj), expiry, None)
 
     def close(self) -> None:
         """Detach every object, then end the transaction and return the connection."""
@@ -646,7 +657,17 @@ class Session:
     def __contains__(self, instance: object) -> bool:
         mapper_of(instance)
         state = instance.__dict__.get(STATE_KEY)
-        return state is not None and self._contains(instance, state)
+        if state is None:
+            return False
+        if state.__class__ is Loaded:
+            return bool(
+                state.session_ref is self._ref
+                and self.identity_map.lookup(
+                    state.mapper, state.mapper.key_from_dict(instance.__dict__)
+                )
+                is instance
+            )
+        return self._contains(instance, state)
 
     def expunge(self, instance: object) -> None:
         """Remove one object: pending -> transient, persistent -> detached."""
@@ -671,7 +692,12 @@ class Session:
         for state in self._new:
             state.session_ref = None
         for obj in self.identity_map.objects():
-            obj.__dict__[STATE_KEY].session_ref = None
+            d = obj.__dict__
+            st = d[STATE_KEY]
+            if st.__class__ is Loaded:
+                d[STATE_KEY] = st.mapper.detached_marker
+            else:
+                st.session_ref = None
         for state in self._modified:
             state.session_ref = None
         self.identity_map.clear()
@@ -910,7 +936,7 @@ class Session:
             )
         existing = self.identity_map.lookup(state.mapper, key)
         if existing is not None and existing is not obj:
-            existing_state = existing.__dict__[STATE_KEY]
+            existing_state = get_state(existing)
             existing_state.session_ref = None
         self._new.pop(state, None)
         state.key = key
@@ -982,7 +1008,12 @@ class Session:
         if row is None:
             return None
         objs = load_rows(
-            self.identity_map, mapper, (row,), self._ref, populate_existing, self._modified
+            self.identity_map,
+            mapper,
+            (row,),
+            self._marker(mapper),
+            populate_existing,
+            self._modified,
         )
         return objs[0]  # type: ignore[no-any-return]
 
@@ -1005,11 +1036,13 @@ class Session:
             or statement.get_execution_options().get("populate_existing")
         )
         cursor = conn.execute(statement, params, execution_options=opts)
-        rows = cursor.fetchall()
+        rows = _fetch_plain(cursor)
         if len(plan) == 1:
             mapper = plan[0][0]
             assert mapper is not None
-            objs = load_rows(self.identity_map, mapper, rows, self._ref, populate, self._modified)
+            objs = load_rows(
+                self.identity_map, mapper, rows, self._marker(mapper), populate, self._modified
+            )
             return ChunkedIteratorResult(
                 SimpleResultMetaData([mapper.class_.__name__]),
                 lambda size: iter([objs]),
@@ -1037,7 +1070,14 @@ class Session:
             part = [row[pos : pos + width] for row in rows]
             if mapper is not None:
                 columns.append(
-                    load_rows(self.identity_map, mapper, part, self._ref, populate, self._modified)
+                    load_rows(
+                        self.identity_map,
+                        mapper,
+                        part,
+                        self._marker(mapper),
+                        populate,
+                        self._modified,
+                    )
                 )
                 keys.append(mapper.class_.__name__)
             else:
@@ -1081,42 +1121,50 @@ class Session:
         src = instance.__dict__
         if self._contains(instance, state):
             return instance
+        if load:
+            self._autoflush()
+        elif state.key is None:
+            raise InvalidRequestError(
+                f"merge() with load=False option does not support objects transient (i.e. "
+                f"unpersisted) objects: {state_str(instance)} has never been flushed. flush() "
+                f"all changes on mapped instances before merging with load=False."
+            )
+        elif state.modified:
+            raise InvalidRequestError(
+                f"merge() with load=False option does not support objects marked as 'dirty': "
+                f"{state_str(instance)} has unflushed changes. Flush them in its own session "
+                f"first, or merge with load=True."
+            )
         key = state.key if state.key is not None else mapper.key_from_dict(src)
         merged: Any = None
         if key is not None:
             merged = self.identity_map.lookup(mapper, key)
             if merged is None and load:
-                self._autoflush()
                 merged = self.get(mapper.class_, key)
+        self._autobegin()
+        values = [(k, src[k]) for k in mapper.attr_keys if k in src]
         if not load:
-            if state.modified and state.key is not None:
-                raise InvalidRequestError(
-                    f"merge() with load=False requires an unmodified object; "
-                    f"{state_str(instance)} has unflushed changes. Flush them in its own "
-                    f"session first, or merge with load=True."
-                )
+            # Trusted values: copied as loaded state, without history and without SQL.
             if merged is None:
-                if key is None:
-                    raise InvalidRequestError(
-                        f"merge() with load=False needs an object with a primary key; "
-                        f"{state_str(instance)} has none"
-                    )
                 merged = object.__new__(mapper.class_)
                 merged_state = InstanceState(mapper, key, self._ref)
-                merged.__dict__.update((k, src[k]) for k in mapper.attr_keys if k in src)
+                merged.__dict__.update(values)
                 merged.__dict__[STATE_KEY] = merged_state
                 missing = frozenset(k for k in mapper.attr_keys if k not in src)
                 merged_state.expired = missing or None
                 self.identity_map.add(mapper, key, merged)
-                self._autobegin()
-                return merged  # type: ignore[no-any-return]
+            else:
+                merged_state = get_state(merged)
+                merged.__dict__.update(values)
+                if merged_state.expired:
+                    rest = merged_state.expired.difference(k for k, _ in values)
+                    merged_state.expired = frozenset(rest) or None
+            return merged  # type: ignore[no-any-return]
         if merged is None:
             merged = object.__new__(mapper.class_)
             self.add(merged)
-        self._autobegin()
-        for k in mapper.attr_keys:
-            if k in src:
-                setattr(merged, k, src[k])
+        for k, v in values:
+            setattr(merged, k, v)
         return merged  # type: ignore[no-any-return]
 
     # -- collections ---------------------------------------------------------------------
@@ -1152,6 +1200,26 @@ class Session:
             if old is NO_VALUE or not compare[key](old, d.get(key)):
                 return True
         return False
+
+
+def _fetch_plain(result: Any) -> Sequence[Sequence[Any]]:
+    """All rows, as the driver's tuples when Core has no per-column processing to do.
+
+    Building Core ``Row`` objects only to unpack them again is the single largest cost
+    of loading objects once the rest is tight; when no column of the result needs a
+    result processor the driver's own tuples carry exactly the same values.
+    """
+    metadata = getattr(result, "_metadata", None)
+    processors = getattr(metadata, "_processors", None)
+    if (
+        processors is not None
+        and getattr(metadata, "_tuplefilter", None) is None
+        and not any(processors)
+        and hasattr(result, "_fetchall_impl")
+    ):
+        rows: Sequence[Sequence[Any]] = result._fetchall_impl()
+        return rows
+    return result.fetchall()  # type: ignore[no-any-return]
 
 
 def _plan_position(plan: list[tuple[Mapper | None, int]], index: int) -> int:

@@ -119,6 +119,49 @@ class InstanceState:
         self.modified = False
 
 
+class Loaded:
+    """Stands in for an ``InstanceState`` on an object loaded and not touched since.
+
+    Loading is the hottest path, and most loaded objects are only read. Instead of a
+    state object per row, such objects share one ``Loaded`` marker per (Session,
+    mapper): their identity key is still the primary key in ``__dict__``, and nothing
+    else is known about them. The first change, expiry or inspection replaces the
+    marker with a real ``InstanceState`` (see ``materialize``). The class attributes
+    answer the questions the read paths ask without materializing.
+    """
+
+    __slots__ = ("mapper", "session_ref")
+
+    expired = None
+    expired_by = None
+    modified = False
+    deleted = False
+
+    def __init__(self, mapper: Mapper, session_ref: weakref.ref[Any] | None) -> None:
+        self.mapper = mapper
+        self.session_ref = session_ref
+
+    def __repr__(self) -> str:
+        return f"<Loaded {self.mapper.class_.__name__}>"
+
+
+def materialize(obj: Any, marker: Loaded) -> InstanceState:
+    """Replace a shared ``Loaded`` marker with the object's own state."""
+    d = obj.__dict__
+    mapper = marker.mapper
+    state = InstanceState(mapper, mapper.key_from_dict(d), marker.session_ref)
+    d[STATE_KEY] = state
+    return state
+
+
+def get_state(obj: Any) -> InstanceState:
+    """The object's ``InstanceState``; the object must already carry state or a marker."""
+    st = obj.__dict__[STATE_KEY]
+    if st.__class__ is Loaded:
+        return materialize(obj, st)
+    return st  # type: ignore[no-any-return]
+
+
 def state_str(obj: object) -> str:
     """``<User at 0x7f...>``: how messages name an object, without touching its values."""
     return f"<{type(obj).__name__} at {hex(id(obj))}>"
