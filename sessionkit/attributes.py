@@ -126,6 +126,11 @@ def instance_delattr(self: Any, key: str) -> None:
 def instance_init(self: Any, **kwargs: Any) -> None:
     """Keyword constructor: ``User(name="sandy")`` sets only the given attributes."""
     cls = type(self)
+    d = self.__dict__
+    if not d and kwargs.keys() <= cls.__sk_mapper__.attr_index.keys():
+        # A new object with only column values: nothing to track yet.
+        d.update(kwargs)
+        return
     for k, v in kwargs.items():
         if not hasattr(cls, k):
             raise TypeError(

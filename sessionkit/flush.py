@@ -11,12 +11,13 @@ rows that need a database-generated key use ``INSERT ... RETURNING`` with
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Table, and_, bindparam
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.engine import Connection
 
 from .exc import SAWarning, StaleDataError
 from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
@@ -35,6 +36,8 @@ class FlushHost(Protocol):
     def _flush_load_expired(self, obj: Any, state: InstanceState) -> None: ...
 
     def _flush_inserted(self, obj: Any, state: InstanceState, key: Any) -> None: ...
+
+    def _flush_inserted_batch(self, mapper: Mapper, pairs: list[Pair]) -> None: ...
 
     def _flush_updated(self, obj: Any, state: InstanceState, new_key: Any) -> None: ...
 
@@ -102,6 +105,9 @@ class _Facts:
         ]
         self.server_default_keys = frozenset(c.key for c in self.server_default_cols)
         self.prefer_eager = bool(table.implicit_returning and dialect.insert_executemany_returning)
+        self.build_params, self.pk_mask, self.server_default_mask = _compile_param_builder(
+            mapper, self
+        )
         self.insert = table.insert()
         self.update = table.update().where(
             and_(*(c == bindparam(c._label, type_=c.type) for c in mapper.pk_columns))
@@ -111,6 +117,54 @@ class _Facts:
         )
 
 
+def _compile_param_builder(
+    mapper: Mapper, facts: _Facts
+) -> tuple[Callable[[dict[str, Any]], tuple[dict[str, Any], int]], int, int]:
+    """Generate ``build(d) -> (params, mask)`` for INSERTs of one mapper.
+
+    Columns without any default are always sent (NULL when unset), as the reference does;
+    the others (primary key, defaults, types that store NULL themselves) only when set,
+    and ``mask`` has one bit per such column present, so records with the same mask share
+    one executemany.
+    """
+    always = set(facts.insert_as_none)
+    lines = ["def build(d):"]
+    fixed = [
+        f"{col.key!r}: d.get({attr!r})"
+        for attr, col in zip(mapper.attr_keys, mapper.columns, strict=True)
+        if col.key in always
+    ]
+    lines.append("    p = {" + ", ".join(fixed) + "}")
+    lines.append("    m = 0")
+    pk_mask = default_mask = 0
+    bit = 1
+    for attr, col in zip(mapper.attr_keys, mapper.columns, strict=True):
+        if col.key in always:
+            continue
+        if col.key in facts.evaluates_none:
+            lines.append(f"    if {attr!r} in d:")
+            lines.append(f"        p[{col.key!r}] = d[{attr!r}]")
+        else:
+            lines.append(f"    v = d.get({attr!r})")
+            lines.append("    if v is not None:")
+            lines.append(f"        p[{col.key!r}] = v")
+        lines.append(f"        m |= {bit}")
+        if col.primary_key:
+            pk_mask |= bit
+        if col.key in facts.server_default_keys:
+            default_mask |= bit
+        bit <<= 1
+    lines.append("    return p, m")
+    namespace: dict[str, Any] = {}
+    exec(
+        compile(
+            "\n".join(lines), f"<sessionkit insert params for {mapper.class_.__name__}>", "exec"
+        ),
+        namespace,
+    )
+    return namespace["build"], pk_mask, default_mask
+
+
 def _facts(mapper: Mapper, conn: Connection) -> _Facts:
     key = ("flush_facts", conn.dialect.name, conn.dialect.driver)
     facts = mapper.statement_cache.get(key)
@@ -118,6 +172,48 @@ def _facts(mapper: Mapper, conn: Connection) -> _Facts:
         facts = mapper.statement_cache[key] = _Facts(mapper, conn.dialect)
     assert isinstance(facts, _Facts)
     return facts
+
+
+def _set_pk(mapper: Mapper, d: dict[str, Any], pk: Sequence[Any] | None) -> None:
+    if pk is None:
+        return
+    for attr, value in zip(mapper.pk_attr_keys, pk, strict=True):
+        if d.get(attr) is None:
+            d[attr] = value
+
+
+def _postfetch(
+    mapper: Mapper,
+    obj: Any,
+    state: InstanceState,
+    compiled: Any,
+    cparams: Mapping[str, Any],
+    returned: Sequence[Any] | None,
+) -> None:
+    """Values the INSERT produced: RETURNING columns and Python defaults land on the
+    object; server-side values not returned are expired so the next read loads them."""
+    d = obj.__dict__
+    attr_for_column = mapper.attr_for_column
+    returning = compiled.effective_returning or ()
+    if returned is not None:
+        for value, col in zip(returned, returning, strict=False):
+            if col.primary_key:
+                continue
+            attr = attr_for_column.get(col)
+            if attr is not None:
+                d[attr] = value
+    for col in compiled.prefetch:
+        attr = attr_for_column.get(col)
+        if attr is not None and col.key in cparams:
+            d[attr] = cparams[col.key]
+    expire = [
+        attr_for_column[c]
+        for c in compiled.postfetch
+        if c in attr_for_column and c not in returning
+    ]
+    for attr in expire:
+        d.pop(attr, None)
+    state.expired = frozenset(expire) if expire else None
 
 
 def _apply_update_defaults(
@@ -219,112 +315,61 @@ class UnitOfWork:
 
     def _emit_inserts(self, mapper: Mapper, pairs: list[Pair]) -> None:
         facts = _facts(mapper, self.conn)
-        records = []
-        for obj, state in pairs:
-            d = obj.__dict__
-            params: dict[str, Any] = {}
-            for attr, col_key in zip(mapper.attr_keys, mapper.col_keys, strict=True):
-                if attr in d:
-                    value = d[attr]
-                    if value is None and col_key not in facts.evaluates_none:
-                        continue
-                    params[col_key] = value
-            for col_key in facts.insert_as_none:
-                if col_key not in params:
-                    params[col_key] = None
-            has_all_pks = facts.pk_col_keys.issubset(params)
-            has_all_defaults = (
-                facts.server_default_keys.issubset(params) if facts.prefer_eager else True
-            )
-            records.append((obj, state, params, has_all_pks, has_all_defaults))
-
-        def shape(rec: tuple[Any, ...]) -> tuple[Any, ...]:
-            return (frozenset(rec[2]), rec[3], rec[4])
-
+        build = facts.build_params
+        records = [(obj, state, *build(obj.__dict__)) for obj, state in pairs]
         conn = self.conn
-        for (_, has_all_pks, has_all_defaults), grp in groupby(records, shape):
+        pk_mask, default_mask = facts.pk_mask, facts.server_default_mask
+        for mask, grp in groupby(records, itemgetter(3)):
             group = list(grp)
+            has_all_pks = mask & pk_mask == pk_mask
+            has_all_defaults = not facts.prefer_eager or mask & default_mask == default_mask
             stmt = facts.insert
-            if has_all_pks and (has_all_defaults or not facts.prefer_eager):
+            done: list[Pair] = []
+            if has_all_pks and has_all_defaults:
                 result = conn.execute(stmt, [r[2] for r in group])
-                compiled_params = result.context.compiled_parameters
-                for rec, cparams in zip(group, compiled_params, strict=True):
-                    self._inserted(mapper, rec, result, cparams, None)
+                compiled: Any = result.context.compiled
+                if compiled.prefetch or compiled.postfetch:
+                    cparams_list = result.context.compiled_parameters
+                    for rec, cparams in zip(group, cparams_list, strict=True):
+                        _postfetch(mapper, rec[0], rec[1], compiled, cparams, None)
+                done = [(r[0], r[1]) for r in group]
+                self.host._flush_inserted_batch(mapper, done)
                 continue
             do_many = (
                 len(group) > 1
                 and mapper.table.implicit_returning
                 and conn.dialect.insert_executemany_returning_sort_by_parameter_order
             )
-            if not has_all_defaults and facts.prefer_eager:
+            if not has_all_defaults:
                 stmt = stmt.return_defaults(
                     *facts.server_default_cols, sort_by_parameter_order=True
                 )
             if do_many:
                 stmt = stmt.return_defaults(*mapper.pk_columns, sort_by_parameter_order=True)
                 result = conn.execute(stmt, [r[2] for r in group])
+                compiled = result.context.compiled
                 pk_rows = result.inserted_primary_key_rows
                 default_rows: Sequence[Any] = result.returned_defaults_rows or [None] * len(group)
-                compiled_params = result.context.compiled_parameters
+                cparams_list = result.context.compiled_parameters
                 for rec, cparams, pk, defaults in zip(
-                    group, compiled_params, pk_rows, default_rows, strict=True
+                    group, cparams_list, pk_rows, default_rows, strict=True
                 ):
-                    self._set_pk(mapper, rec[0].__dict__, pk, False)
-                    self._inserted(mapper, rec, result, cparams, defaults)
+                    _set_pk(mapper, rec[0].__dict__, pk)
+                    _postfetch(mapper, rec[0], rec[1], compiled, cparams, defaults)
             else:
                 for rec in group:
                     result = conn.execute(stmt, rec[2])
-                    self._set_pk(mapper, rec[0].__dict__, result.inserted_primary_key, False)
-                    self._inserted(
+                    compiled = result.context.compiled
+                    _set_pk(mapper, rec[0].__dict__, result.inserted_primary_key)
+                    _postfetch(
                         mapper,
-                        rec,
-                        result,
+                        rec[0],
+                        rec[1],
+                        compiled,
                         result.context.compiled_parameters[0],
                         result.returned_defaults,
                     )
-
-    @staticmethod
-    def _set_pk(mapper: Mapper, d: dict[str, Any], pk: Sequence[Any] | None, force: bool) -> None:
-        if pk is None:
-            return
-        for attr, value in zip(mapper.pk_attr_keys, pk, strict=True):
-            if force or d.get(attr) is None:
-                d[attr] = value
-
-    def _inserted(
-        self,
-        mapper: Mapper,
-        rec: tuple[Any, ...],
-        result: CursorResult[Any],
-        cparams: Mapping[str, Any],
-        returned: Sequence[Any] | None,
-    ) -> None:
-        obj, state = rec[0], rec[1]
-        d = obj.__dict__
-        compiled: Any = result.context.compiled
-        attr_for_column = mapper.attr_for_column
-        if returned is not None:
-            for value, col in zip(returned, compiled.effective_returning, strict=False):
-                if col.primary_key:
-                    continue
-                attr = attr_for_column.get(col)
-                if attr is not None:
-                    d[attr] = value
-        for col in compiled.prefetch:
-            attr = attr_for_column.get(col)
-            if attr is not None and col.key in cparams:
-                d[attr] = cparams[col.key]
-        returning = compiled.effective_returning or ()
-        expire = [
-            attr_for_column[c]
-            for c in compiled.postfetch
-            if c in attr_for_column and c not in returning
-        ]
-        key = mapper.key_from_dict(d)
-        for attr in expire:
-            d.pop(attr, None)
-        state.expired = frozenset(expire) if expire else None
-        self.host._flush_inserted(obj, state, key)
+            self.host._flush_inserted_batch(mapper, [(r[0], r[1]) for r in group])
 
     # -- UPDATE -------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ class IdentityMap:
 
     def __init__(self) -> None:
         self.by_mapper: dict[Mapper, dict[Any, Ref]] = {}
+        # The same dicts keyed by mapped class, for Session.get()'s one-lookup fast path.
+        self.by_class: dict[type, dict[Any, Ref]] = {}
         self._dead = 0
         # Bound once: every weakref shares this callback object.
         self.on_dead = self._note_dead
@@ -38,7 +40,7 @@ class IdentityMap:
     def sub(self, mapper: Mapper) -> dict[Any, Ref]:
         sub = self.by_mapper.get(mapper)
         if sub is None:
-            sub = self.by_mapper[mapper] = {}
+            sub = self.by_mapper[mapper] = self.by_class[mapper.class_] = {}
         if self._dead > 256 and self._dead * 2 > sum(map(len, self.by_mapper.values())):
             self.sweep()
         return sub
@@ -48,7 +50,8 @@ class IdentityMap:
             return
         self._dead = 0
         for mapper, sub in list(self.by_mapper.items()):
-            self.by_mapper[mapper] = {k: r for k, r in list(sub.items()) if r() is not None}
+            live = {k: r for k, r in list(sub.items()) if r() is not None}
+            self.by_mapper[mapper] = self.by_class[mapper.class_] = live
 
     def lookup(self, mapper: Mapper, key: Any) -> Any:
         """The live object for a bare primary-key value, or None."""
@@ -87,6 +90,7 @@ class IdentityMap:
 
     def clear(self) -> None:
         self.by_mapper.clear()
+        self.by_class.clear()
         self._dead = 0
 
     # -- the public mapping view: keys are (cls, (pk, ...), None) ------------------------

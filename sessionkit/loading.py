@@ -40,11 +40,14 @@ def load_rows(
     if loader is None:
         loader = mapper.statement_cache["loader"] = _compile_loader(mapper)
 
-    def merge(obj: Any, row: Sequence[Any]) -> None:
-        merge_row(obj, get_state(obj), row, populate_existing, modified)
-
-    out: list[Any] = loader(rows, imap.sub(mapper), marker, populate_existing, merge, imap.on_dead)
+    out: list[Any] = loader(
+        rows, imap.sub(mapper), marker, populate_existing, modified, imap.on_dead
+    )
     return out
+
+
+def _merge(obj: Any, row: Sequence[Any], populate: bool, modified: dict[Any, Any]) -> None:
+    merge_row(obj, get_state(obj), row, populate, modified)
 
 
 def _compile_loader(mapper: Mapper) -> Callable[..., list[Any]]:
@@ -64,7 +67,7 @@ def _compile_loader(mapper: Mapper) -> Callable[..., list[Any]]:
     items = [f"{key!r}: {name}" for key, name in zip(mapper.attr_keys, names, strict=True)]
     items.append(f"{STATE_KEY!r}: marker")
     src = f"""
-def load(rows, sub, marker, populate, merge, on_dead):
+def load(rows, sub, marker, populate, modified, on_dead):
     sub_get = sub.get
     out = []
     append = out.append
@@ -79,11 +82,11 @@ def load(rows, sub, marker, populate, merge, on_dead):
             obj = ref()
             if obj is not None:
                 if populate or obj.__dict__[STATE_KEY].expired:
-                    merge(obj, row)
+                    merge(obj, row, populate, modified)
                 append(obj)
                 continue
         obj = new(cls)
-        obj.__dict__ = {{{", ".join(items)}}}
+        obj.__dict__.update({{{", ".join(items)}}})
         sub[pk] = make_ref(obj, on_dead)
         append(obj)
     return out
@@ -93,6 +96,7 @@ def load(rows, sub, marker, populate, merge, on_dead):
         "cls": mapper.class_,
         "make_ref": weakref.ref,
         "STATE_KEY": STATE_KEY,
+        "merge": _merge,
     }
     exec(compile(src, f"<sessionkit loader for {mapper.class_.__name__}>", "exec"), namespace)
     loader: Callable[..., list[Any]] = namespace["load"]

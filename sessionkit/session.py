@@ -31,7 +31,7 @@ from .exc import (
 from .flush import UnitOfWork
 from .identity import IdentityMap
 from .loading import apply_loaded, expire_state, fetch_by_pk, load_rows, select_by_pks
-from .mapping import Mapper, mapper_of, mapper_of_class, state_of
+from .mapping import MAPPER_ATTR, Mapper, mapper_of, mapper_of_class, state_of
 from .query import Query
 from .state import NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, get_state, state_str
 
@@ -538,19 +538,42 @@ class Session:
             self._expire_everything(reason)
 
     def _expire_everything(self, reason: str) -> None:
-        """Expire every object in the identity map as one event."""
+        """Expire every object in the identity map as one event.
+
+        Runs on every commit and rollback, so the per-object work is inlined: the values
+        go (the instance dict is emptied in one call when it holds nothing else) and the
+        state records what expired them.
+        """
         expiry = Expiry(reason)
         track = self.batch_refresh
+        members: dict[Any, list[weakref.ref[Any]]] = {}
         if track:
-            expiry.members = {}
+            expiry.members = members
         for mapper, sub in list(self.identity_map.by_mapper.items()):
             refs = list(sub.values())
             if track:
-                expiry.members[mapper] = refs  # type: ignore[index]
+                members[mapper] = refs
+            all_attrs = mapper.all_attrs
+            dict_keys = mapper.dict_keys
+            attr_keys = mapper.attr_keys
             for obj_ref in refs:
                 obj = obj_ref()
-                if obj is not None:
-                    expire_state(obj, get_state(obj), expiry, None)
+                if obj is None:
+                    continue
+                d = obj.__dict__
+                state = d[STATE_KEY]
+                if state.__class__ is Loaded:
+                    state = InstanceState(mapper, mapper.key_from_dict(d), state.session_ref)
+                if d.keys() <= dict_keys:
+                    d.clear()
+                    d[STATE_KEY] = state
+                else:
+                    for k in attr_keys:
+                        d.pop(k, None)
+                state.expired = all_attrs
+                state.committed = None
+                state.modified = False
+                state.expired_by = expiry
 
     def close(self) -> None:
         """Detach every object, then end the transaction and return the connection."""
@@ -605,6 +628,18 @@ class Session:
 
     def add(self, instance: object) -> None:
         """Attach an object: transient -> pending, detached -> persistent. No SQL."""
+        d = getattr(instance, "__dict__", None)
+        if d is not None and STATE_KEY not in d:
+            # A new object that no Session has seen: straight to pending.
+            mapper = type(instance).__dict__.get(MAPPER_ATTR)
+            if mapper is not None:
+                if self._transaction is None:
+                    self._autobegin()
+                state = InstanceState(mapper, None, self._ref)
+                state.modified = not d.keys().isdisjoint(mapper.attr_index)
+                d[STATE_KEY] = state
+                self._new[state] = instance
+                return
         state = state_of(instance)
         self._attached_elsewhere(instance, state)
         txn = self._autobegin()
@@ -857,6 +892,8 @@ class Session:
             self._no_autoflush -= 1
 
     def _autoflush(self) -> None:
+        if not (self._new or self._deleted or self._modified):
+            return
         if not self.autoflush or self._no_autoflush or self._flushing:
             return
         try:
@@ -946,6 +983,37 @@ class Session:
         assert txn is not None
         txn.inserted.append((weakref.ref(obj), state))
 
+    def _flush_inserted_batch(self, mapper: Mapper, pairs: list[Pair]) -> None:
+        """Pending -> persistent for one INSERT's objects: key, identity map, records."""
+        txn = self._transaction
+        assert txn is not None
+        imap = self.identity_map
+        sub = imap.sub(mapper)
+        on_dead = imap.on_dead
+        new_pop = self._new.pop
+        record = txn.inserted.append
+        key_from_dict = mapper.key_from_dict
+        make_ref = weakref.ref
+        for obj, state in pairs:
+            key = key_from_dict(obj.__dict__)
+            if key is None:
+                raise InvalidRequestError(
+                    f"Instance {state_str(obj)} has a NULL identity key after its INSERT; "
+                    f"check that the primary key of table {mapper.table.name!r} is generated "
+                    f"by the database or assigned before flush."
+                )
+            old = sub.get(key)
+            if old is not None:
+                other = old()
+                if other is not None and other is not obj:
+                    get_state(other).session_ref = None
+            new_pop(state, None)
+            state.key = key
+            state.committed = None
+            state.modified = False
+            ref = sub[key] = make_ref(obj, on_dead)
+            record((ref, state))
+
     def _flush_updated(self, obj: Any, state: InstanceState, new_key: Any) -> None:
         state.clear_history()
         txn = self._transaction
@@ -980,6 +1048,20 @@ class Session:
         populate_existing: bool = False,
     ) -> _T | None:
         """The object with this primary key: from the identity map, else one SELECT."""
+        if not populate_existing:
+            # Fast path: a loaded object under exactly this key (a dict hit, no SQL).
+            sub = self.identity_map.by_class.get(entity)
+            if sub is not None:
+                try:
+                    ref = sub.get(ident)
+                except TypeError:  # an unhashable identifier (dict, list): slow path
+                    ref = None
+                if ref is not None:
+                    obj = ref()
+                    if obj is not None and obj.__dict__[STATE_KEY].expired is None:
+                        txn = self._transaction
+                        if txn is None or txn.failed is None:
+                            return obj  # type: ignore[no-any-return]
         mapper = mapper_of_class(entity)
         key = mapper.normalize_key(ident)
         if self._transaction is not None:
