@@ -72,3 +72,16 @@ class StaleDataError(SQLAlchemyError):
 
 class FlushError(SQLAlchemyError):
     """The unit of work found the session's objects in an inconsistent state."""
+
+
+def warn(message: str) -> None:
+    """Issue an ``SAWarning`` attributed to the first caller outside sessionkit."""
+    import sys
+    import warnings
+
+    level = 1
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("sessionkit"):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, SAWarning, stacklevel=level)

@@ -10,7 +10,6 @@ rows that need a database-generated key use ``INSERT ... RETURNING`` with
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from itertools import groupby
 from operator import itemgetter
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Table, and_, bindparam
 from sqlalchemy.engine import Connection
 
-from .exc import SAWarning, StaleDataError
+from .exc import StaleDataError, warn
 from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
 
 if TYPE_CHECKING:
@@ -303,12 +302,10 @@ class UnitOfWork:
                 continue
             existing = self.host._flush_lookup(mapper, key)
             if existing is not None and existing is not obj:
-                warnings.warn(
+                warn(
                     f"New instance {state_str(obj)} with identity key "
                     f"{mapper.identity_key_for(key)!r} conflicts with persistent instance "
                     f"{state_str(existing)}",
-                    SAWarning,
-                    stacklevel=6,
                 )
 
     # -- INSERT -------------------------------------------------------------------------
@@ -467,12 +464,10 @@ class UnitOfWork:
             and dialect.supports_sane_rowcount
             and (dialect.supports_sane_multi_rowcount or expected == 1)
         ):
-            warnings.warn(
+            warn(
                 f"DELETE statement on table {mapper.table.name!r} expected to delete "
                 f"{expected} row(s); {result.rowcount} were matched. Another transaction "
                 f"deleted the row(s) first; the objects are treated as deleted.",
-                SAWarning,
-                stacklevel=6,
             )
         for obj, state in pairs:
             self.host._flush_deleted(obj, state)

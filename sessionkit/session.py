@@ -10,7 +10,6 @@ log) and starts only when SQL must run.
 from __future__ import annotations
 
 import itertools
-import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,10 +24,11 @@ from .exc import (
     InvalidRequestError,
     ObjectDeletedError,
     PendingRollbackError,
-    SAWarning,
     StatementError,
+    warn,
 )
 from .flush import UnitOfWork
+from .gcpause import paused
 from .identity import IdentityMap
 from .loading import apply_loaded, expire_state, fetch_by_pk, load_rows, select_by_pks
 from .mapping import MAPPER_ATTR, Mapper, mapper_of, mapper_of_class, state_of
@@ -454,11 +454,9 @@ class Session:
         discarded = txn.failed is not None and self._has_work()
         self._discard_all("rollback")
         if discarded:
-            warnings.warn(
+            warn(
                 "Session's state has been changed on a non-active transaction - this state "
                 "will be discarded.",
-                SAWarning,
-                stacklevel=2,
             )
 
     def _discard_all(self, reason: str) -> None:
@@ -549,31 +547,13 @@ class Session:
         members: dict[Any, list[weakref.ref[Any]]] = {}
         if track:
             expiry.members = members
-        for mapper, sub in list(self.identity_map.by_mapper.items()):
-            refs = list(sub.values())
-            if track:
-                members[mapper] = refs
-            all_attrs = mapper.all_attrs
-            dict_keys = mapper.dict_keys
-            attr_keys = mapper.attr_keys
-            for obj_ref in refs:
-                obj = obj_ref()
-                if obj is None:
-                    continue
-                d = obj.__dict__
-                state = d[STATE_KEY]
-                if state.__class__ is Loaded:
-                    state = InstanceState(mapper, mapper.key_from_dict(d), state.session_ref)
-                if d.keys() <= dict_keys:
-                    d.clear()
-                    d[STATE_KEY] = state
-                else:
-                    for k in attr_keys:
-                        d.pop(k, None)
-                state.expired = all_attrs
-                state.committed = None
-                state.modified = False
-                state.expired_by = expiry
+        subs = list(self.identity_map.by_mapper.items())
+        with paused(sum(len(sub) for _, sub in subs)):
+            for mapper, sub in subs:
+                refs = list(sub.values())
+                if track:
+                    members[mapper] = refs
+                _expire_refs(mapper, refs, expiry)
 
     def close(self) -> None:
         """Detach every object, then end the transaction and return the connection."""
@@ -929,7 +909,8 @@ class Session:
             conn = self._connection()
             uow = UnitOfWork(self, conn)
             uow.register([(o, s) for s, o in pending], modified, deleted)
-            uow.execute()
+            with paused(len(pending) + len(modified) + len(deleted)):
+                uow.execute()
         except BaseException as err:
             self._flush_failed(txn, err)
             raise
@@ -1282,6 +1263,31 @@ class Session:
             if old is NO_VALUE or not compare[key](old, d.get(key)):
                 return True
         return False
+
+
+def _expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) -> None:
+    """The body of ``_expire_everything`` for one class, with the per-object work inlined."""
+    all_attrs = mapper.all_attrs
+    dict_keys = mapper.dict_keys
+    attr_keys = mapper.attr_keys
+    for obj_ref in refs:
+        obj = obj_ref()
+        if obj is None:
+            continue
+        d = obj.__dict__
+        state = d[STATE_KEY]
+        if state.__class__ is Loaded:
+            state = InstanceState(mapper, mapper.key_from_dict(d), state.session_ref)
+        if d.keys() <= dict_keys:
+            d.clear()
+        else:
+            for k in attr_keys:
+                d.pop(k, None)
+        d[STATE_KEY] = state
+        state.expired = all_attrs
+        state.committed = None
+        state.modified = False
+        state.expired_by = expiry
 
 
 def _fetch_plain(result: Any) -> Sequence[Sequence[Any]]:
