@@ -79,7 +79,7 @@ def warn(message: str) -> None:
     import sys
     import warnings
 
-    level = 1
+    level = 2
     frame = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").startswith("sessionkit"):
         frame = frame.f_back  # type: ignore[assignment]
