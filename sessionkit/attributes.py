@@ -85,6 +85,7 @@ def load_missing(obj: object, key: str) -> Any:
 def instance_setattr(self: Any, key: str, value: Any) -> None:
     mapper: Mapper = type(self).__sk_mapper__
     if key not in mapper.attr_index:
+        mapper.has_extras = True
         mapper.base_setattr(self, key, value)
         return
     d = self.__dict__

@@ -219,8 +219,9 @@ def expire_state(
     mapper = state.mapper
     if keys is None:
         if d.keys() <= mapper.dict_keys:
-            # Only columns and the state are present: replace the dict wholesale.
-            obj.__dict__ = {STATE_KEY: state}
+            # Only columns and the state are present: empty the dict in one call.
+            d.clear()
+            d[STATE_KEY] = state
         else:
             for k in mapper.attr_keys:
                 d.pop(k, None)

@@ -59,6 +59,9 @@ class Mapper:
         self.dict_keys: frozenset[str] = self.all_attrs | {STATE_KEY}
         self.dict_size = len(self.dict_keys)
         self.detached_marker = Loaded(self, None)
+        # Set once any instance gets a non-column attribute: until then expiry may empty
+        # instance dicts wholesale instead of removing the columns one by one.
+        self.has_extras = False
         # The row -> primary-key value function used by the loader.
         self.row_pk: Callable[[Any], Any] = operator.itemgetter(*self.pk_positions)
         self.selectable: FromClause = table._annotate({"sessionkit_mapper": self})

@@ -185,6 +185,7 @@ class Session:
         self.hash_key = next(_hash_keys)
         self._ref = weakref.ref(self)
         self.identity_map = IdentityMap()
+        self._by_class = self.identity_map.by_class
         self._new: dict[InstanceState, Any] = {}
         self._deleted: dict[InstanceState, Any] = {}
         self._modified: dict[InstanceState, Any] = {}
@@ -1030,19 +1031,15 @@ class Session:
     ) -> _T | None:
         """The object with this primary key: from the identity map, else one SELECT."""
         if not populate_existing:
-            # Fast path: a loaded object under exactly this key (a dict hit, no SQL).
-            sub = self.identity_map.by_class.get(entity)
-            if sub is not None:
-                try:
-                    ref = sub.get(ident)
-                except TypeError:  # an unhashable identifier (dict, list): slow path
-                    ref = None
-                if ref is not None:
-                    obj = ref()
-                    if obj is not None and obj.__dict__[STATE_KEY].expired is None:
-                        txn = self._transaction
-                        if txn is None or txn.failed is None:
-                            return obj  # type: ignore[no-any-return]
+            # Fast path: a loaded, unexpired object under exactly this key; no SQL.
+            try:
+                obj = self._by_class[entity][ident]()
+                if obj.__dict__[STATE_KEY].expired is None:
+                    txn = self._transaction
+                    if txn is None or txn.failed is None:
+                        return obj
+            except (KeyError, TypeError, AttributeError):
+                pass  # not there, an unhashable identifier, or a dead reference
         mapper = mapper_of_class(entity)
         key = mapper.normalize_key(ident)
         if self._transaction is not None:
@@ -1270,6 +1267,7 @@ def _expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) -
     all_attrs = mapper.all_attrs
     dict_keys = mapper.dict_keys
     attr_keys = mapper.attr_keys
+    fast = not mapper.has_extras
     for obj_ref in refs:
         obj = obj_ref()
         if obj is None:
@@ -1278,7 +1276,7 @@ def _expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) -
         state = d[STATE_KEY]
         if state.__class__ is Loaded:
             state = InstanceState(mapper, mapper.key_from_dict(d), state.session_ref)
-        if d.keys() <= dict_keys:
+        if fast or d.keys() <= dict_keys:
             d.clear()
         else:
             for k in attr_keys:
