@@ -217,7 +217,7 @@ def _postfetch(
 
 def _apply_update_defaults(
     mapper: Mapper, obj: Any, compiled: Any, cparams: Mapping[str, Any]
-) -> None:
+) -> bool:
     """Values the UPDATE itself produced: Python ``onupdate`` values land on the object,
     SQL-expression and server-side ones are expired so the next read loads them."""
     d = obj.__dict__
@@ -232,6 +232,7 @@ def _apply_update_defaults(
         for attr in expire:
             d.pop(attr, None)
         state.expired = frozenset(expire).union(state.expired or ())
+    return bool(expire)
 
 
 class UnitOfWork:
@@ -243,6 +244,8 @@ class UnitOfWork:
         self.inserts: dict[Mapper, list[Pair]] = {}
         self.updates: dict[Mapper, list[Pair]] = {}
         self.deletes: dict[Mapper, list[Pair]] = {}
+        # Set when a statement's server-side values expired attributes of some object.
+        self.expired_some = False
 
     def register(
         self, pending: Sequence[Pair], modified: Sequence[Pair], deleted: Sequence[Pair]
@@ -435,7 +438,7 @@ class UnitOfWork:
                 for (obj, _state, _), cparams in zip(
                     group, result.context.compiled_parameters, strict=True
                 ):
-                    _apply_update_defaults(mapper, obj, compiled, cparams)
+                    self.expired_some |= _apply_update_defaults(mapper, obj, compiled, cparams)
             for obj, state, _ in group:
                 self.host._flush_updated(obj, state, mapper.key_from_dict(obj.__dict__))
 

@@ -185,7 +185,11 @@ class Session:
         self.hash_key = next(_hash_keys)
         self._ref = weakref.ref(self)
         self.identity_map = IdentityMap()
-        self._by_class = self.identity_map.by_class
+        # An index of objects that get() may return without a look at their state: in
+        # the identity map, attached, not expired. Built on demand from the identity map,
+        # dropped whenever that could stop being true for some object.
+        self._fresh: dict[type, dict[Any, Any]] = {}
+        self._fresh_built = False
         self._new: dict[InstanceState, Any] = {}
         self._deleted: dict[InstanceState, Any] = {}
         self._modified: dict[InstanceState, Any] = {}
@@ -194,6 +198,26 @@ class Session:
         self._flushing = False
         self._closed_for_good = False
         self._markers: dict[Mapper, Loaded] = {}
+
+    def _forget_fresh(self) -> None:
+        self._fresh = {}
+        self._fresh_built = False
+
+    def _unfresh(self, state: InstanceState) -> None:
+        sub = self._fresh.get(state.mapper.class_)
+        if sub is not None:
+            sub.pop(state.key, None)
+
+    def _build_fresh(self) -> None:
+        fresh: dict[type, dict[Any, Any]] = {}
+        for mapper, sub in self.identity_map.by_mapper.items():
+            index = fresh[mapper.class_] = {}
+            for key, obj_ref in sub.items():
+                obj = obj_ref()
+                if obj is not None and obj.__dict__[STATE_KEY].expired is None:
+                    index[key] = obj_ref
+        self._fresh = fresh
+        self._fresh_built = True
 
     def _load(self, mapper: Mapper, rows: Iterable[Sequence[Any]], populate: bool) -> list[Any]:
         marker = self._markers.get(mapper) or self._marker(mapper)
@@ -478,6 +502,7 @@ class Session:
 
     def _drop_pending(self, dirty_only: bool) -> None:
         """Pending objects become transient; unflushed delete marks are forgotten."""
+        self._forget_fresh()
         for state in self._new:
             state.session_ref = None
         self._new.clear()
@@ -496,6 +521,7 @@ class Session:
         The root (``dirty_only=False``) expires every object; a SAVEPOINT expires only
         the objects changed inside it, as the reference does.
         """
+        self._forget_fresh()
         ref = self._ref
         imap = self.identity_map
         inserted = [p for level in levels for p in level.inserted]
@@ -543,6 +569,7 @@ class Session:
         go (the instance dict is emptied in one call when it holds nothing else) and the
         state records what expired them.
         """
+        self._forget_fresh()
         expiry = Expiry(reason)
         track = self.batch_refresh
         members: dict[Any, list[weakref.ref[Any]]] = {}
@@ -695,6 +722,7 @@ class Session:
         self._detach(instance, state)
 
     def _detach(self, obj: Any, state: InstanceState) -> None:
+        self._unfresh(state)
         if state.key is None:
             self._new.pop(state, None)
         else:
@@ -705,6 +733,7 @@ class Session:
 
     def expunge_all(self) -> None:
         """Detach everything; the transaction and its connection stay as they are."""
+        self._forget_fresh()
         for state in self._new:
             state.session_ref = None
         for obj in self.identity_map.objects():
@@ -753,6 +782,7 @@ class Session:
         """Forget loaded values; the next read loads them again. No SQL now."""
         state = self._persistent_state(instance)
         keys = self._attr_keys(state, attribute_names)
+        self._unfresh(state)
         expire_state(instance, state, Expiry("expire"), keys)
         if keys is None:
             state.clear_history()
@@ -912,6 +942,8 @@ class Session:
             uow.register([(o, s) for s, o in pending], modified, deleted)
             with paused(len(pending) + len(modified) + len(deleted)):
                 uow.execute()
+            if uow.expired_some:
+                self._forget_fresh()
         except BaseException as err:
             self._flush_failed(txn, err)
             raise
@@ -921,6 +953,7 @@ class Session:
 
     def _flush_failed(self, txn: SessionTransaction, err: BaseException) -> None:
         """The database error propagates; the transaction (or SAVEPOINT) rolls back at once."""
+        self._forget_fresh()
         if self._transaction is not txn:
             return
         try:
@@ -955,6 +988,7 @@ class Session:
             )
         existing = self.identity_map.lookup(state.mapper, key)
         if existing is not None and existing is not obj:
+            self._forget_fresh()
             existing_state = get_state(existing)
             existing_state.session_ref = None
         self._new.pop(state, None)
@@ -988,6 +1022,7 @@ class Session:
             if old is not None:
                 other = old()
                 if other is not None and other is not obj:
+                    self._forget_fresh()
                     get_state(other).session_ref = None
             new_pop(state, None)
             state.key = key
@@ -1003,6 +1038,7 @@ class Session:
         txn.updated.append((weakref.ref(obj), state))
         if new_key is not None and new_key != state.key:
             txn.key_switches.append((weakref.ref(obj), state, state.key))
+            self._forget_fresh()
             self.identity_map.discard(state.mapper, state.key, obj)
             state.key = new_key
             self.identity_map.add(state.mapper, new_key, obj)
@@ -1011,6 +1047,7 @@ class Session:
         return self.identity_map.lookup(mapper, key)
 
     def _flush_deleted(self, obj: Any, state: InstanceState) -> None:
+        self._unfresh(state)
         self._deleted.pop(state, None)
         self._modified.pop(state, None)
         self.identity_map.discard(state.mapper, state.key, obj)
@@ -1030,16 +1067,13 @@ class Session:
         populate_existing: bool = False,
     ) -> _T | None:
         """The object with this primary key: from the identity map, else one SELECT."""
-        if not populate_existing:
-            # Fast path: a loaded, unexpired object under exactly this key; no SQL.
-            try:
-                obj = self._by_class[entity][ident]()
-                if obj.__dict__[STATE_KEY].expired is None:
-                    txn = self._transaction
-                    if txn is None or txn.failed is None:
-                        return obj
-            except (KeyError, TypeError, AttributeError):
-                pass  # not there, an unhashable identifier, or a dead reference
+        # Fast path: one lookup in the index of loaded, unexpired objects; no SQL.
+        try:
+            obj = self._fresh[entity][ident]()
+        except (KeyError, TypeError):  # not indexed (yet), or an unhashable identifier
+            obj = None
+        if obj is not None and not populate_existing:
+            return obj  # type: ignore[no-any-return]
         mapper = mapper_of_class(entity)
         key = mapper.normalize_key(ident)
         if self._transaction is not None:
@@ -1048,6 +1082,11 @@ class Session:
         if obj is not None and not populate_existing:
             state = obj.__dict__[STATE_KEY]
             if not state.expired:
+                if not self._fresh_built:
+                    self._build_fresh()
+                else:
+                    ref = self.identity_map.by_mapper[mapper].get(key)
+                    self._fresh.setdefault(mapper.class_, {})[key] = ref
                 return obj  # type: ignore[no-any-return]
             try:
                 self._load_expired_attribute(obj, state, "")
@@ -1367,6 +1406,7 @@ def make_transient(instance: object) -> None:
     ref = state.session_ref
     session = None if ref is None else ref()
     if session is not None:
+        session._forget_fresh()
         session._new.pop(state, None)
         session._modified.pop(state, None)
         session._deleted.pop(state, None)
