@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, and_, bindparam, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
-from .gcpause import paused
+from .gcpause import BULK, paused
 from .state import STATE_KEY, Expiry, InstanceState, Loaded, get_state
 
 if TYPE_CHECKING:
@@ -42,9 +42,11 @@ def load_rows(
         loader = mapper.statement_cache["loader"] = _compile_loader(mapper)
 
     sub = imap.sub(mapper)
-    count = len(rows) if isinstance(rows, list) else 0
-    with paused(count):
-        out: list[Any] = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
+    if isinstance(rows, list) and len(rows) >= BULK:
+        with paused(len(rows)):
+            out: list[Any] = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
+        return out
+    out = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
     return out
 
 

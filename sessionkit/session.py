@@ -873,14 +873,16 @@ class Session:
         keys = [st.key for _, st in batch]
         stmt = select_by_pks(mapper, conn.dialect, keys)
         params = {"pk_values": keys} if mapper.single_pk else None
-        rows = conn.execute(stmt, params).fetchall()
-        row_pk = mapper.row_pk
-        by_key = {row_pk(row): row for row in rows}
+        rows = _fetch_plain(conn.execute(stmt, params))
+        by_key = dict(zip(map(mapper.row_pk, rows), rows, strict=True))
         attrs = mapper.attr_keys
+        # Every member was chosen fully expired with nothing in its __dict__, so the
+        # row can go in whole; no unflushed change can be overwritten.
         for other, st in batch:
             row = by_key.get(st.key)
             if row is not None:
-                apply_loaded(other, st, attrs, row, overwrite=False)
+                other.__dict__.update(zip(attrs, row, strict=True))
+                st.expired = None
         if state.expired:
             raise ObjectDeletedError(
                 f"Instance '{state_str(obj)}' has been deleted, or its row is otherwise not "
