@@ -823,12 +823,13 @@ class Session:
             if len(batch) > 1:
                 self._load_batch(obj, state, batch)
                 return
+        self._reload(obj, state, keys)
+
+    def _reload(self, obj: Any, state: InstanceState, keys: tuple[str, ...]) -> None:
+        """SELECT ``keys`` of one object by its identity; unflushed changes are kept."""
         row = fetch_by_pk(self._connection(), state.mapper, state.key, keys)
         if row is None:
-            raise ObjectDeletedError(
-                f"Instance '{state_str(obj)}' has been deleted, or its row is otherwise not "
-                f"present."
-            )
+            raise _object_deleted(obj)
         apply_loaded(obj, state, keys, row, overwrite=False)
 
     def _refresh_batch(self, obj: Any, state: InstanceState) -> list[Pair]:
@@ -884,10 +885,7 @@ class Session:
                 other.__dict__.update(zip(attrs, row, strict=True))
                 st.expired = None
         if state.expired:
-            raise ObjectDeletedError(
-                f"Instance '{state_str(obj)}' has been deleted, or its row is otherwise not "
-                f"present."
-            )
+            raise _object_deleted(obj)
 
     # -- flush ---------------------------------------------------------------------------
 
@@ -972,14 +970,7 @@ class Session:
             txn.failed = err
 
     def _flush_load_expired(self, obj: Any, state: InstanceState) -> None:
-        keys = self._expired_keys(obj, state)
-        row = fetch_by_pk(self._connection(), state.mapper, state.key, keys)
-        if row is None:
-            raise ObjectDeletedError(
-                f"Instance '{state_str(obj)}' has been deleted, or its row is otherwise not "
-                f"present."
-            )
-        apply_loaded(obj, state, keys, row, overwrite=False)
+        self._reload(obj, state, self._expired_keys(obj, state))
 
     def _flush_inserted(self, obj: Any, state: InstanceState, key: Any) -> None:
         if key is None:
@@ -1301,6 +1292,14 @@ class Session:
             if old is NO_VALUE or not compare[key](old, d.get(key)):
                 return True
         return False
+
+
+def _object_deleted(obj: Any) -> ObjectDeletedError:
+    return ObjectDeletedError(
+        f"Instance '{state_str(obj)}' has been deleted, or its row is otherwise not present. "
+        f"Another transaction deleted it (or changed its primary key); call "
+        f"session.expunge(obj) to stop tracking it."
+    )
 
 
 def _expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) -> None:
