@@ -860,7 +860,7 @@ class Session:
                 or st.session_ref is not ref
                 or st.key is None
                 or st.deleted
-                or any(k in d for k in attrs)
+                or (len(d) != 1 and not d.keys().isdisjoint(attrs))
             ):
                 continue
             batch.append((other, st))
