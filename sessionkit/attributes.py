@@ -98,10 +98,11 @@ def instance_setattr(self: Any, key: str, value: Any) -> None:
             if committed is None:
                 state.committed = committed = {}
             if key not in committed:
+                if key not in d and key in mapper.pk_attr_index and state.expired:
+                    # The old primary key is needed to find the row: load it first (or
+                    # raise DetachedInstanceError), as the reference does.
+                    load_missing(self, key)
                 committed[key] = d.get(key, NO_VALUE)
-            expired = state.expired
-            if expired and key in expired:
-                state.expired = expired - {key} or None
         if not state.modified:
             state.modified = True
             ref = state.session_ref

@@ -44,6 +44,8 @@ class FlushHost(Protocol):
 
     def _flush_lookup(self, mapper: Mapper, key: Any) -> Any: ...
 
+    def _flush_was_deleted(self, obj: Any) -> bool: ...
+
 
 def table_order(tables: Sequence[Table]) -> list[Table]:
     """Parents before the tables whose foreign keys refer to them; otherwise first-seen order.
@@ -305,6 +307,8 @@ class UnitOfWork:
                 continue
             existing = self.host._flush_lookup(mapper, key)
             if existing is not None and existing is not obj:
+                if self.host._flush_was_deleted(existing):
+                    continue
                 warn(
                     f"New instance {state_str(obj)} with identity key "
                     f"{mapper.identity_key_for(key)!r} conflicts with persistent instance "

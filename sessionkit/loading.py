@@ -94,7 +94,8 @@ def load(rows, sub, marker, populate, modified, on_dead):
         if ref is not None:
             obj = ref()
             if obj is not None:
-                if populate or obj.__dict__[STATE_KEY].expired:
+                d = obj.__dict__
+                if populate or len(d) < dict_size or d[STATE_KEY].expired:
                     merge(obj, row, populate, modified)
                 append(obj)
                 continue
@@ -111,6 +112,7 @@ def load(rows, sub, marker, populate, modified, on_dead):
         "make_ref": weakref.ref,
         "STATE_KEY": STATE_KEY,
         "merge": _merge,
+        "dict_size": mapper.dict_size,
     }
     exec(compile(src, f"<sessionkit loader for {mapper.class_.__name__}>", "exec"), namespace)
     loader: Callable[..., list[Any]] = namespace["load"]
@@ -159,12 +161,12 @@ def merge_row(
         state.clear_history()
         modified.pop(state, None)
         return
-    expired = state.expired
-    if expired:
-        for k, v in zip(keys, row, strict=False):
-            if k in expired and k not in d:
-                d[k] = v
-        state.expired = None
+    # Attributes missing from __dict__ (expired, or never loaded) come from the row;
+    # loaded and modified values stay.
+    for k, v in zip(keys, row, strict=False):
+        if k not in d:
+            d[k] = v
+    state.expired = None
 
 
 def pk_params(mapper: Mapper, key: Any) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class Mapper:
         )
         self.pk_columns: tuple[Column[Any], ...] = tuple(table.primary_key.columns)
         self.pk_attr_keys: tuple[str, ...] = tuple(self.attr_for_column[c] for c in self.pk_columns)
+        self.pk_attr_index = frozenset(self.pk_attr_keys)
         self.pk_positions: tuple[int, ...] = tuple(self.columns.index(c) for c in self.pk_columns)
         self.single_pk = len(self.pk_columns) == 1
         self.all_attrs: frozenset[str] = frozenset(self.attr_keys)

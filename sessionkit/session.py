@@ -24,6 +24,7 @@ from .exc import (
     InvalidRequestError,
     ObjectDeletedError,
     PendingRollbackError,
+    ResourceClosedError,
     StatementError,
     warn,
 )
@@ -431,22 +432,23 @@ class Session:
 
     def _commit_level(self, txn: SessionTransaction) -> None:
         if txn.closed:
-            raise InvalidRequestError(f"{txn!r} is already closed")
-        if txn is not self._transaction:
-            raise InvalidRequestError(
-                f"Can't commit {txn!r} while a SAVEPOINT inside it is still open; commit "
-                f"or roll back the inner transaction first."
-            )
+            raise ResourceClosedError(f"This transaction is closed: {txn!r}")
         if not txn.nested:
             self.commit()
             return
-        self._check_active(txn)
+        self._check_active(self._autobegin())
         self.flush()
-        self._release(txn)
+        # Committing an outer SAVEPOINT releases the ones opened inside it first.
+        while True:
+            inner = self._transaction
+            assert inner is not None
+            self._release(inner)
+            if inner is txn:
+                return
 
     def _rollback_level(self, txn: SessionTransaction) -> None:
         if txn.closed:
-            return
+            raise ResourceClosedError(f"This transaction is closed: {txn!r}")
         if not txn.nested:
             self.rollback()
             return
@@ -489,16 +491,21 @@ class Session:
         if not levels:
             return
         try:
-            for level in levels[:-1]:  # innermost first, as the reference does
-                savepoint = level.savepoint
-                if level.failed is None and savepoint is not None and savepoint.is_active:
-                    savepoint.rollback()
+            self._rollback_savepoints(levels)
             self._end_connection(levels[-1], commit=False)
         finally:
             self._transaction = None
             for level in levels:
                 level.closed = True
             self._revert(levels, reason, dirty_only=False)
+
+    @staticmethod
+    def _rollback_savepoints(levels: list[SessionTransaction]) -> None:
+        """ROLLBACK TO each open SAVEPOINT, innermost first, as the reference does."""
+        for level in levels[:-1]:
+            savepoint = level.savepoint
+            if level.failed is None and savepoint is not None and savepoint.is_active:
+                savepoint.rollback()
 
     def _drop_pending(self, dirty_only: bool) -> None:
         """Pending objects become transient; unflushed delete marks are forgotten."""
@@ -511,7 +518,8 @@ class Session:
                 self.identity_map.add(state.mapper, state.key, obj)
             expiry = Expiry("rollback")
             for state, obj in self._modified.items():
-                expire_state(obj, state, expiry, None)
+                if state.key is not None and state.session_ref is self._ref:
+                    expire_state(obj, state, expiry, None)
         self._deleted.clear()
         self._modified.clear()
 
@@ -538,14 +546,14 @@ class Session:
                 state.key = old_key
                 imap.add(state.mapper, old_key, obj)
         for obj_ref, state in inserted:
-            if state.session_ref is ref:
+            # Also objects expunged since: their row is gone, so is their identity.
+            if state.session_ref is ref or (state.session_ref is None and state.key is not None):
                 obj = obj_ref()
                 if obj is not None and not state.deleted:
                     imap.discard(state.mapper, state.key, obj)
                 state.key = None
                 state.session_ref = None
                 state.deleted = state.was_deleted = False
-                state.expired = None
                 state.clear_history()
         for obj_ref, state in deleted:
             obj = obj_ref()
@@ -602,6 +610,7 @@ class Session:
                         state.session_ref = None
                         state.deleted = False
             self._transaction = None
+            self._rollback_savepoints(levels)
             self._end_connection(levels[-1], commit=False)
         if not reset_only:
             self._closed_for_good = True
@@ -650,22 +659,21 @@ class Session:
                 return
         state = state_of(instance)
         self._attached_elsewhere(instance, state)
-        txn = self._autobegin()
+        if state.key is not None and (state.deleted or state.was_deleted):
+            raise InvalidRequestError(
+                f"Instance '{state_str(instance)}' has been deleted.  Use the make_transient() "
+                f"function to send this object back to the transient state."
+            )
+        self._autobegin()
         if state.key is None:
             if state.session_ref is None:
                 state.session_ref = self._ref
                 self._new[state] = instance
             return
-        if state.deleted or state.was_deleted:
-            raise InvalidRequestError(
-                f"Instance '{state_str(instance)}' has been deleted.  Use the make_transient() "
-                f"function to send this object back to the transient state."
-            )
         if state.session_ref is self._ref:
             self._deleted.pop(state, None)
             return
         self._attach_persistent(instance, state)
-        del txn
 
     def add_all(self, instances: Iterable[object]) -> None:
         for obj in instances:
@@ -677,16 +685,11 @@ class Session:
         if state.key is None:
             raise InvalidRequestError(f"Instance '{state_str(instance)}' is not persisted")
         self._attached_elsewhere(instance, state)
-        if state.deleted:
-            return
         self._autobegin()
-        if state.session_ref is not self._ref:
-            if state.was_deleted:
-                raise InvalidRequestError(
-                    f"Instance '{state_str(instance)}' has been deleted.  Use the "
-                    f"make_transient() function to send this object back to the transient "
-                    f"state."
-                )
+        if state.deleted or state.session_ref is not self._ref:
+            # Deleting an object whose DELETE was already flushed re-attaches it and
+            # DELETEs it again (matching no row: a warning), as the reference does.
+            state.deleted = False
             self._attach_persistent(instance, state)
         self._deleted[state] = instance
 
@@ -715,6 +718,10 @@ class Session:
     def expunge(self, instance: object) -> None:
         """Remove one object: pending -> transient, persistent -> detached."""
         state = state_of(instance)
+        if state.deleted and state.session_ref is self._ref:
+            state.deleted = False
+            state.session_ref = None
+            return
         if not self._contains(instance, state):
             raise InvalidRequestError(
                 f"Instance {state_str(instance)} is not present in this Session"
@@ -1039,6 +1046,24 @@ class Session:
     def _flush_lookup(self, mapper: Mapper, key: Any) -> Any:
         return self.identity_map.lookup(mapper, key)
 
+    def _flush_was_deleted(self, obj: Any) -> bool:
+        """Whether an expired object's row is gone (then a new object may take its key).
+
+        Like the reference, the flush loads the expired object to find out.
+        """
+        state = get_state(obj)
+        if not state.expired:
+            return False
+        try:
+            self._flush_load_expired(obj, state)
+        except ObjectDeletedError:
+            self._unfresh(state)
+            self.identity_map.discard(state.mapper, state.key, obj)
+            self._modified.pop(state, None)
+            state.deleted = True
+            return True
+        return False
+
     def _flush_deleted(self, obj: Any, state: InstanceState) -> None:
         self._unfresh(state)
         self._deleted.pop(state, None)
@@ -1074,7 +1099,7 @@ class Session:
         obj = self.identity_map.lookup(mapper, key)
         if obj is not None and not populate_existing:
             state = obj.__dict__[STATE_KEY]
-            if not state.expired:
+            if state.expired is not mapper.all_attrs:  # only fully expired objects reload
                 if not self._fresh_built:
                     self._build_fresh()
                 else:
