@@ -1052,7 +1052,7 @@ class Session:
         Like the reference, the flush loads the expired object to find out.
         """
         state = get_state(obj)
-        if not state.expired:
+        if state.expired is not state.mapper.all_attrs:  # only after a full expiry
             return False
         try:
             self._flush_load_expired(obj, state)
