@@ -93,15 +93,15 @@ def instance_setattr(self: Any, key: str, value: Any) -> None:
     if state is not None:
         if state.__class__ is Loaded:
             state = materialize(self, state)
+        if state.expired and key in mapper.pk_attr_index and key not in d:
+            # The old primary key is needed to find the row: load it first (or raise
+            # DetachedInstanceError), as the reference does.
+            load_missing(self, key)
         if state.key is not None:
             committed = state.committed
             if committed is None:
                 state.committed = committed = {}
             if key not in committed:
-                if key not in d and key in mapper.pk_attr_index and state.expired:
-                    # The old primary key is needed to find the row: load it first (or
-                    # raise DetachedInstanceError), as the reference does.
-                    load_missing(self, key)
                 committed[key] = d.get(key, NO_VALUE)
         if not state.modified:
             state.modified = True
