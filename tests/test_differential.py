@@ -89,6 +89,11 @@ it is applied):
   ORM restores its snapshot when the flush fails and, at rollback(), again only if the
   session has unflushed changes; a detached object add()ed in between stays loaded.
   sessionkit's rollback() expires it.
+* "rollback of an INSERTed then re-keyed object" (ORM quirk): an object INSERTed and
+  then given a new primary key (flushed) in the same transaction is made transient by
+  rollback(), and then gets its old identity key back from the ORM's key-switch records:
+  it ends up *detached* with a key whose row never existed. sessionkit makes it
+  transient (SPEC D3).
 * "get() hit while inactive" (divergence): after a flush failed inside a SAVEPOINT, the
   ORM's get() returns a loaded identity-map hit; sessionkit raises PendingRollbackError.
 * "rollback of an outer savepoint" (ORM quirk): rolling back a savepoint with another
@@ -586,6 +591,9 @@ class DifferentialMachine(RuleBasedStateMachine):
         assume(not pair.known_difference)
         # EXCLUSION "rolled back expired object".
         assume(not pair.ghost)
+        # EXCLUSION "rollback of an INSERTed then re-keyed object".
+        inserted_here = pair.inserted_in == self.txn_gen and pair.last_state != "transient"
+        assume(not (attr == "id" and inserted_here))
         self._run(
             f"{pair.label}.{attr} = {value!r}",
             lambda w: setattr(pair.side(w), attr, value),
