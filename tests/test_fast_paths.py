@@ -46,7 +46,7 @@ def test_get_hit_after_a_failed_flush_raises(engine: Engine) -> None:
     sandy = s.get(User, 1)
     s.commit()
     s.add(User(id=1, name="duplicate"))
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(sa.exc.IntegrityError), pytest.warns(sa.exc.SAWarning, match="conflicts"):
         s.flush()
     with pytest.raises(PendingRollbackError):
         s.get(User, 1)
