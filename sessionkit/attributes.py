@@ -34,12 +34,22 @@ def detached_error(obj: object, state: InstanceState, key: str) -> DetachedInsta
     """The reference's words first, then what happened and the two ways out."""
     reason = state.expired_by.reason if state.expired_by is not None else ""
     why = _EXPIRED_BY_TEXT.get(reason, "earlier")
-    return DetachedInstanceError(
+    head = (
         f"Instance {state_str(obj)} is not bound to a Session; attribute refresh "
         f"operation cannot proceed. Attribute {key!r} of {type(obj).__name__} was expired "
-        f"{why} and must be reloaded from the database, but the object is detached. "
-        f"Re-attach it with session.add(obj) before reading it, or create the Session "
-        f"with expire_on_commit=False so that values stay loaded after commit."
+        f"{why} and must be reloaded from the database, but "
+    )
+    if state.key is None:
+        # A rollback undid the object's INSERT: there is no row to reload from.
+        return DetachedInstanceError(
+            f"{head}the object is transient (its INSERT was rolled back), so there is no "
+            f"row to load it from. Call make_transient(obj) to forget the expired "
+            f"attributes, then assign them again."
+        )
+    return DetachedInstanceError(
+        f"{head}the object is detached. Re-attach it with session.add(obj) before "
+        f"reading it, or create the Session with expire_on_commit=False so that values "
+        f"stay loaded after commit."
     )
 
 

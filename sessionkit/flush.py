@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Table, and_, bindparam
 from sqlalchemy.engine import Connection
 
-from .exc import StaleDataError, warn
+from .exc import InvalidRequestError, StaleDataError, warn
 from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
 
 if TYPE_CHECKING:
@@ -237,6 +237,26 @@ def _apply_update_defaults(
     return bool(expire)
 
 
+def _check_expired_keys(mapper: Mapper, pairs: list[Pair]) -> None:
+    """A pending object whose primary key was expired (then a rollback made it transient)
+    has no value to INSERT and no row to load it from: refuse, as the reference does."""
+    pk_attrs = mapper.pk_attr_keys
+    for obj, state in pairs:
+        expired = state.expired
+        if not expired:
+            continue
+        d = obj.__dict__
+        missing = [attr for attr in pk_attrs if attr in expired and attr not in d]
+        if missing:
+            raise InvalidRequestError(
+                f"Instance {state_str(obj)} cannot be refreshed - it's not persistent and "
+                f"does not contain a full primary key: its attribute(s) {missing} were "
+                f"expired before a rollback made it transient. Call make_transient(obj), "
+                f"then assign {', '.join(f'{type(obj).__name__}.{a}' for a in missing)} "
+                f"again before adding it back."
+            )
+
+
 class UnitOfWork:
     """One flush: collects the work by table, then emits it on ``conn``."""
 
@@ -248,6 +268,8 @@ class UnitOfWork:
         self.deletes: dict[Mapper, list[Pair]] = {}
         # Set when a statement's server-side values expired attributes of some object.
         self.expired_some = False
+        # Objects with an expired primary key and nothing to UPDATE: loaded at the end.
+        self.late_loads: list[Pair] = []
 
     def register(
         self, pending: Sequence[Pair], modified: Sequence[Pair], deleted: Sequence[Pair]
@@ -264,56 +286,65 @@ class UnitOfWork:
         mappers.update(dict.fromkeys(self.deletes))
         by_table = {m.table: m for m in mappers}
         order = table_order(list(by_table))
-        switches = self._find_row_switches()
         for table in order:
             mapper = by_table[table]
-            if mapper in self.updates or mapper in switches:
-                self._emit_updates(
-                    mapper, _sort_persistent(self.updates.get(mapper, [])), switches.get(mapper, [])
-                )
+            switches: list[tuple[Pair, Pair]] = []
             if self.inserts.get(mapper):
-                self._warn_identity_conflicts(mapper, self.inserts[mapper])
+                _check_expired_keys(mapper, self.inserts[mapper])
+                switches = self._resolve_conflicts(mapper)
+            if mapper in self.updates or switches:
+                self._emit_updates(mapper, _sort_persistent(self.updates.get(mapper, [])), switches)
+            if self.inserts.get(mapper):
                 self._emit_inserts(mapper, self.inserts[mapper])
         for table in reversed(order):
             mapper = by_table[table]
             if self.deletes.get(mapper):
                 self._emit_deletes(mapper, _sort_persistent(self.deletes[mapper]))
+        for obj, state in self.late_loads:
+            self.host._flush_load_expired(obj, state)
 
-    def _find_row_switches(self) -> dict[Mapper, list[tuple[Pair, Pair]]]:
-        """``delete(old)`` + ``add(new)`` with the same key in one flush: one UPDATE."""
-        found: dict[Mapper, list[tuple[Pair, Pair]]] = {}
-        for mapper, deletes in self.deletes.items():
-            inserts = self.inserts.get(mapper)
-            if not inserts:
-                continue
-            by_key = {state.key: (obj, state) for obj, state in deletes}
-            keep = []
-            for obj, state in inserts:
-                old = by_key.pop(mapper.key_from_dict(obj.__dict__), None)
-                if old is None:
-                    keep.append((obj, state))
-                else:
-                    found.setdefault(mapper, []).append((old, (obj, state)))
-            if mapper in found:
-                switched = {id(old[1]) for old, _ in found[mapper]}
-                self.inserts[mapper] = keep
-                self.deletes[mapper] = [p for p in deletes if id(p[1]) not in switched]
-        return found
+    def _resolve_conflicts(self, mapper: Mapper) -> list[tuple[Pair, Pair]]:
+        """Pending objects whose key an object of the identity map already has.
 
-    def _warn_identity_conflicts(self, mapper: Mapper, pairs: list[Pair]) -> None:
-        for obj, _state in pairs:
+        ``delete(old)`` + ``add(new)`` with the same key is a row switch: one UPDATE. If
+        ``old`` is fully expired it is loaded first, as the reference does. When its row
+        is known to be gone (that load found nothing, or its DELETE was flushed before a
+        second delete()), the new object is simply INSERTed: the reference would UPDATE
+        a row that does not exist, or DELETE by that key after the INSERT, removing the
+        new row. Any other conflict warns, unless the old object's row turns out to be
+        gone.
+        """
+        inserts = self.inserts[mapper]
+        deletes = self.deletes.get(mapper, [])
+        marked = {id(state): (obj, state) for obj, state in deletes}
+        host = self.host
+        found: list[tuple[Pair, Pair]] = []
+        keep: list[Pair] = []
+        gone: set[int] = set()
+        for obj, state in inserts:
             key = mapper.key_from_dict(obj.__dict__)
-            if key is None:
+            existing = None if key is None else host._flush_lookup(mapper, key)
+            if existing is None or existing is obj:
+                keep.append((obj, state))
                 continue
-            existing = self.host._flush_lookup(mapper, key)
-            if existing is not None and existing is not obj:
-                if self.host._flush_was_deleted(existing):
-                    continue
+            if existing.__dict__[STATE_KEY].was_deleted or host._flush_was_deleted(existing):
+                # Its DELETE was flushed already (delete() again), or its row is gone.
+                gone.add(id(existing.__dict__[STATE_KEY]))
+                keep.append((obj, state))
+            elif id(existing.__dict__[STATE_KEY]) in marked:
+                found.append((marked.pop(id(existing.__dict__[STATE_KEY])), (obj, state)))
+            else:
+                keep.append((obj, state))
                 warn(
                     f"New instance {state_str(obj)} with identity key "
                     f"{mapper.identity_key_for(key)!r} conflicts with persistent instance "
                     f"{state_str(existing)}",
                 )
+        if found or gone:
+            switched = {id(old[1]) for old, _ in found} | gone
+            self.inserts[mapper] = keep
+            self.deletes[mapper] = [p for p in deletes if id(p[1]) not in switched]
+        return found
 
     # -- INSERT -------------------------------------------------------------------------
 
@@ -402,18 +433,23 @@ class UnitOfWork:
                 records.append((obj, state, sw_params))
         for obj, state in pairs:
             d = obj.__dict__
-            if state.expired and any(
-                k in state.expired and k not in d for k in mapper.pk_attr_keys
-            ):
-                self.host._flush_load_expired(obj, state)
             params: dict[str, Any] = {}
             for attr, old in (state.committed or {}).items():
                 new = d.get(attr)
                 if old is NO_VALUE or not compare[attr](old, new):
                     params[column_for_attr[attr].key] = new
+            key_expired = state.expired and any(
+                k in state.expired and k not in d for k in mapper.pk_attr_keys
+            )
             if not params:
+                if key_expired:
+                    # No statement needs the key; like the reference, it is loaded once
+                    # the flush's statements have succeeded.
+                    self.late_loads.append((obj, state))
                 self.host._flush_updated(obj, state, state.key)
                 continue
+            if key_expired:
+                self.host._flush_load_expired(obj, state)
             old_key = state.key
             pk_values = (old_key,) if mapper.single_pk else old_key
             for col, value in zip(mapper.pk_columns, pk_values, strict=True):

@@ -95,11 +95,17 @@ class InstanceInspection:
 
     @property
     def persistent(self) -> bool:
-        return self._state.key is not None and self._attached and not self._state.deleted
+        return self._state.key is not None and self._attached and not self._gone
 
     @property
     def deleted(self) -> bool:
-        return self._state.key is not None and self._attached and self._state.deleted
+        return self._state.key is not None and self._attached and self._gone
+
+    @property
+    def _gone(self) -> bool:
+        # ``was_deleted`` on an attached object: delete() again of an object whose DELETE
+        # was flushed; it stays *deleted* while marked, as in the reference.
+        return self._state.deleted or self._state.was_deleted
 
     @property
     def detached(self) -> bool:

@@ -236,10 +236,11 @@ def expire_state(
         keys = list(keys)
         for k in keys:
             d.pop(k, None)
-        state.expired = frozenset(keys).union(state.expired or ())
         if state.committed:
             for k in keys:
                 state.committed.pop(k, None)
+        if state.expired is not mapper.all_attrs:  # a fully expired object stays so (H6)
+            state.expired = frozenset(keys).union(state.expired or ())
     state.expired_by = expiry
 
 

@@ -513,6 +513,9 @@ class Session:
         for state in self._new:
             state.session_ref = None
         self._new.clear()
+        for state in self._deleted:
+            # delete() again of an object whose DELETE was flushed: persistent again.
+            state.deleted = state.was_deleted = False
         if dirty_only:
             for state, obj in self._deleted.items():
                 self.identity_map.add(state.mapper, state.key, obj)
@@ -689,8 +692,8 @@ class Session:
         if state.deleted or state.session_ref is not self._ref:
             # Deleting an object whose DELETE was already flushed re-attaches it and
             # DELETEs it again (matching no row: a warning), as the reference does.
-            state.deleted = False
             self._attach_persistent(instance, state)
+            state.deleted = False
         self._deleted[state] = instance
 
     def _contains(self, obj: Any, state: InstanceState) -> bool:
@@ -807,11 +810,34 @@ class Session:
         self.expire(instance, keys)
         expire_state(instance, state, Expiry("refresh"), keys)
         self._autoflush()
+        self._check_unflushed_key(instance, state)
         load = tuple(keys) if keys is not None else state.mapper.attr_keys
         row = fetch_by_pk(self._connection(), state.mapper, state.key, load)
         if row is None:
             raise InvalidRequestError(f"Could not refresh instance '{state_str(instance)}'")
         apply_loaded(instance, state, load, row, overwrite=True)
+
+    @staticmethod
+    def _check_unflushed_key(obj: Any, state: InstanceState) -> None:
+        """refresh() SELECTs by the identity key; an unflushed new key would be ignored."""
+        mapper = state.mapper
+        if state.key is None:
+            return
+        d = obj.__dict__
+        pk_values = (state.key,) if mapper.single_pk else state.key
+        changed = {
+            attr
+            for attr, old in zip(mapper.pk_attr_keys, pk_values, strict=True)
+            if attr in d and d[attr] != old
+        }
+        if changed:
+            raise InvalidRequestError(
+                f"Please flush pending primary key changes on attributes {changed!r} for "
+                f"mapper {mapper!r} before proceeding with a refresh: instance "
+                f"'{state_str(obj)}' would be refreshed from its old key {state.key!r}. "
+                f"Call session.flush() first, or include the key in attribute_names to "
+                f"discard the change."
+            )
 
     def _expired_keys(self, obj: Any, state: InstanceState) -> tuple[str, ...]:
         expired = state.expired or ()
@@ -1057,12 +1083,21 @@ class Session:
         try:
             self._flush_load_expired(obj, state)
         except ObjectDeletedError:
-            self._unfresh(state)
-            self.identity_map.discard(state.mapper, state.key, obj)
-            self._modified.pop(state, None)
-            state.deleted = True
+            self._mark_row_gone(obj, state)
             return True
         return False
+
+    def _mark_row_gone(self, obj: Any, state: InstanceState) -> None:
+        """A persistent object whose row turned out to be gone is *deleted*; recorded in
+        the transaction, so that commit() detaches it and rollback() brings it back."""
+        self._unfresh(state)
+        self.identity_map.discard(state.mapper, state.key, obj)
+        self._modified.pop(state, None)
+        self._deleted.pop(state, None)
+        state.deleted = state.was_deleted = True
+        txn = self._transaction
+        if txn is not None:
+            txn.deleted.append((weakref.ref(obj), state))
 
     def _flush_deleted(self, obj: Any, state: InstanceState) -> None:
         self._unfresh(state)
@@ -1113,10 +1148,7 @@ class Session:
                 pass
             row = fetch_by_pk(self._connection(), mapper, key, mapper.attr_keys)
             if row is None:
-                self.identity_map.discard(mapper, key, obj)
-                self._modified.pop(state, None)
-                self._deleted.pop(state, None)
-                state.deleted = True
+                self._mark_row_gone(obj, state)
                 return None
             apply_loaded(obj, state, mapper.attr_keys, row, overwrite=False)
             return obj  # type: ignore[no-any-return]

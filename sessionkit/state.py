@@ -136,6 +136,7 @@ class Loaded:
     expired_by = None
     modified = False
     deleted = False
+    was_deleted = False
 
     def __init__(self, mapper: Mapper, session_ref: weakref.ref[Any] | None) -> None:
         self.mapper = mapper
