@@ -3,6 +3,7 @@
 from .inspection import History, InstanceInspection, inspect
 from .mapping import Mapper, declarative_base, map_imperatively
 from .query import Query
+from .retry import is_retryable, run_transaction
 from .session import (
     Session,
     SessionTransaction,
@@ -22,9 +23,11 @@ __all__ = [
     "SessionTransaction",
     "declarative_base",
     "inspect",
+    "is_retryable",
     "make_transient",
     "make_transient_to_detached",
     "map_imperatively",
+    "run_transaction",
     "sessionmaker",
 ]
 

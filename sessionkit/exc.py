@@ -8,6 +8,8 @@ working. Core errors are re-exported unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.exc import (
     ArgumentError,
     IntegrityError,
@@ -31,6 +33,7 @@ __all__ = [
     "NoResultFound",
     "ObjectDeletedError",
     "PendingRollbackError",
+    "RejectedValueError",
     "ResourceClosedError",
     "SAWarning",
     "SQLAlchemyError",
@@ -74,6 +77,50 @@ class StaleDataError(SQLAlchemyError):
 
 class FlushError(SQLAlchemyError):
     """The unit of work found the session's objects in an inconsistent state."""
+
+
+class RejectedValueError(Exception):
+    """A value of a mapped object that the database or its driver refused during flush.
+
+    Never raised as such: the flush raises a class that derives from this one *and* from
+    the class of the original error (``sqlalchemy.exc.DataError``, ``IntegrityError``,
+    ``ProgrammingError``, ``StatementError``, or a driver's ``UnicodeEncodeError`` /
+    ``OverflowError``) and has the same name, so ``except`` clauses written for the ORM
+    keep working. The original error is ``__cause__``; ``instance`` and ``attribute``
+    name the object and the attribute, and the message says what to do.
+    """
+
+    instance: Any = None
+    attribute: str = ""
+    explanation: str = ""
+
+
+_rejected_classes: dict[type[BaseException], type[RejectedValueError]] = {}
+
+
+def rejected_value_class(base: type[BaseException]) -> type[RejectedValueError]:
+    """The ``RejectedValueError`` flavour of ``base`` (created once, then reused); also
+    reachable as ``RejectedValueError.<name>``, e.g. ``RejectedValueError.DataError``."""
+    cls = _rejected_classes.get(base)
+    if cls is None:
+        name = base.__name__
+        namespace: dict[str, Any] = {
+            "__module__": __name__,
+            "__qualname__": f"RejectedValueError.{name}",
+            "__doc__": f"{name} raised by a flush, naming the object and attribute at fault.",
+        }
+        if not issubclass(base, SQLAlchemyError):
+            # A driver's own error formats its message from its fields: append ours.
+            namespace["__str__"] = _str_with_explanation
+        cls = _rejected_classes[base] = type(name, (RejectedValueError, base), namespace)
+        if name not in RejectedValueError.__dict__:
+            setattr(RejectedValueError, name, cls)
+    return cls
+
+
+def _str_with_explanation(self: RejectedValueError) -> str:
+    base = super(RejectedValueError, self).__str__()
+    return f"{base}\n{self.explanation}" if self.explanation else base
 
 
 def warn(message: str) -> None:

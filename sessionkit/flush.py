@@ -10,7 +10,7 @@ rows that need a database-generated key use ``INSERT ... RETURNING`` with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,12 +19,16 @@ from sqlalchemy import Table, and_, bindparam
 from sqlalchemy.engine import Connection
 
 from .exc import InvalidRequestError, StaleDataError, warn
+from .rejected import Candidate, explain
 from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
 
 if TYPE_CHECKING:
     from .mapping import Mapper
 
 Pair = tuple[Any, InstanceState]
+
+# The bind parameter holding the version an UPDATE or DELETE expects to find.
+VERSION_PARAM = "sk_expected_version"
 
 _table_order_cache: dict[tuple[Table, ...], list[Table]] = {}
 
@@ -116,6 +120,11 @@ class _Facts:
         self.delete = table.delete().where(
             and_(*(c == bindparam(c.key, type_=c.type) for c in mapper.pk_columns))
         )
+        vcol = mapper.version_column
+        if vcol is not None:
+            expected = vcol == bindparam(VERSION_PARAM, type_=vcol.type)
+            self.update = self.update.where(expected)
+            self.delete = self.delete.where(expected)
 
 
 def _compile_param_builder(
@@ -257,6 +266,20 @@ def _check_expired_keys(mapper: Mapper, pairs: list[Pair]) -> None:
             )
 
 
+def _version_conflict(
+    mapper: Mapper, verb: str, obj: Any, params: dict[str, Any]
+) -> StaleDataError:
+    state = obj.__dict__[STATE_KEY]
+    return StaleDataError(
+        f"{verb} statement on table {mapper.table.name!r} expected to "
+        f"{verb.lower()} 1 row(s); 0 were matched. {type(obj).__name__} with primary key "
+        f"{state.key!r} was changed or deleted by another transaction since it was loaded "
+        f"(expected {mapper.version_attr}={params[VERSION_PARAM]!r}); this change was not "
+        f"saved. Roll back, load the object again (session.refresh / session.get) and "
+        f"apply the change to the current version."
+    )
+
+
 class UnitOfWork:
     """One flush: collects the work by table, then emits it on ``conn``."""
 
@@ -282,6 +305,30 @@ class UnitOfWork:
             self.deletes.setdefault(state.mapper, []).append((obj, state))
 
     def execute(self) -> None:
+        try:
+            self._execute()
+        except Exception as err:
+            # A value the database refused: say which object and attribute, and the fix.
+            better = explain(err, self.conn.dialect, self._unflushed_values())
+            if better is None:
+                raise
+            raise better from err
+
+    def _unflushed_values(self) -> Iterator[Candidate]:
+        """The column values of each INSERT and UPDATE that has not succeeded yet."""
+        for mapper, pairs in self.inserts.items():
+            build = _facts(mapper, self.conn).build_params
+            for obj, state in pairs:
+                if state.key is None:
+                    yield obj, mapper, build(obj.__dict__)[0]
+        for mapper, pairs in self.updates.items():
+            column_for_attr = mapper.column_for_attr
+            for obj, state in pairs:
+                if state.committed:
+                    d = obj.__dict__
+                    yield obj, mapper, {column_for_attr[a].key: d.get(a) for a in state.committed}
+
+    def _execute(self) -> None:
         mappers = {**dict.fromkeys(self.updates), **dict.fromkeys(self.inserts)}
         mappers.update(dict.fromkeys(self.deletes))
         by_table = {m.table: m for m in mappers}
@@ -351,6 +398,12 @@ class UnitOfWork:
     def _emit_inserts(self, mapper: Mapper, pairs: list[Pair]) -> None:
         facts = _facts(mapper, self.conn)
         build = facts.build_params
+        version_attr = mapper.version_attr
+        if version_attr is not None:
+            for obj, _state in pairs:
+                d = obj.__dict__
+                if d.get(version_attr) is None:
+                    d[version_attr] = mapper.version_generator(None)
         records = [(obj, state, *build(obj.__dict__)) for obj, state in pairs]
         conn = self.conn
         pk_mask, default_mask = facts.pk_mask, facts.server_default_mask
@@ -424,6 +477,9 @@ class UnitOfWork:
                 for attr in mapper.attr_keys
                 if attr in d and attr not in mapper.pk_attr_keys
             }
+            if mapper.version_attr is not None:
+                # The old row's version is checked and bumped, as for any UPDATE.
+                self._version_params(mapper, old_obj, old_state, sw_params, d)
             self.host._flush_deleted(old_obj, old_state)
             self.host._flush_inserted(obj, state, old_state.key)
             if sw_params:
@@ -450,6 +506,8 @@ class UnitOfWork:
                 continue
             if key_expired:
                 self.host._flush_load_expired(obj, state)
+            if mapper.version_attr is not None:
+                self._version_params(mapper, obj, state, params, d)
             old_key = state.key
             pk_values = (old_key,) if mapper.single_pk else old_key
             for col, value in zip(mapper.pk_columns, pk_values, strict=True):
@@ -459,12 +517,19 @@ class UnitOfWork:
         conn = self.conn
         dialect = conn.dialect
         stmt = facts.update
-        for _, grp in groupby(records, lambda r: frozenset(r[2])):
+        versioned = mapper.version_attr is not None
+        # Versioned rows go one statement each, so a lost race names its object.
+        shape: Callable[[Any], Any] = (
+            (lambda r: (frozenset(r[2]), id(r[0]))) if versioned else (lambda r: frozenset(r[2]))
+        )
+        for _, grp in groupby(records, shape):
             group = list(grp)
             result = conn.execute(stmt, [r[2] for r in group])
             check = dialect.supports_sane_rowcount and (
                 len(group) == 1 or dialect.supports_sane_multi_rowcount
             )
+            if check and versioned and result.rowcount != 1:
+                raise _version_conflict(mapper, "UPDATE", group[0][0], group[0][2])
             if check and result.rowcount != len(group):
                 raise StaleDataError(
                     f"UPDATE statement on table {mapper.table.name!r} expected to update "
@@ -482,6 +547,36 @@ class UnitOfWork:
             for obj, state, _ in group:
                 self.host._flush_updated(obj, state, mapper.key_from_dict(obj.__dict__))
 
+    def _version_params(
+        self,
+        mapper: Mapper,
+        obj: Any,
+        state: InstanceState,
+        params: dict[str, Any],
+        target: dict[str, Any],
+    ) -> None:
+        """Add the expected and the next version of ``obj``'s row to ``params``.
+
+        The next version goes into ``target`` (the dict of the object that will own the
+        row). A version the application assigned itself is written as given.
+        """
+        attr = mapper.version_attr
+        column = mapper.version_column
+        assert attr is not None and column is not None
+        d = obj.__dict__
+        committed = state.committed or {}
+        old = committed.get(attr, NO_VALUE)
+        if old is not NO_VALUE:
+            expected, new = old, d[attr]
+        else:
+            if attr not in d:
+                self.host._flush_load_expired(obj, state)
+            expected = d.get(attr)
+            new = mapper.version_generator(expected)
+            target[attr] = new
+        params[column.key] = new
+        params[VERSION_PARAM] = expected
+
     # -- DELETE -------------------------------------------------------------------------
 
     def _emit_deletes(self, mapper: Mapper, pairs: list[Pair]) -> None:
@@ -494,11 +589,25 @@ class UnitOfWork:
             ):
                 self.host._flush_load_expired(obj, state)
             pk_values = (state.key,) if mapper.single_pk else state.key
-            params_list.append(
-                {c.key: v for c, v in zip(mapper.pk_columns, pk_values, strict=True)}
-            )
+            params = {c.key: v for c, v in zip(mapper.pk_columns, pk_values, strict=True)}
+            version_attr = mapper.version_attr
+            if version_attr is not None:
+                if version_attr not in d:
+                    self.host._flush_load_expired(obj, state)
+                old = (state.committed or {}).get(version_attr, NO_VALUE)
+                params[VERSION_PARAM] = d.get(version_attr) if old is NO_VALUE else old
+            params_list.append(params)
         conn = self.conn
         dialect = conn.dialect
+        if mapper.version_attr is not None and dialect.supports_sane_rowcount:
+            # One statement per row: a row changed or deleted since it was loaded is an
+            # error naming its object, not a warning.
+            for (obj, _state), params in zip(pairs, params_list, strict=True):
+                if conn.execute(facts.delete, params).rowcount != 1:
+                    raise _version_conflict(mapper, "DELETE", obj, params)
+            for obj, state in pairs:
+                self.host._flush_deleted(obj, state)
+            return
         result = conn.execute(facts.delete, params_list)
         expected = len(params_list)
         if (

@@ -31,7 +31,14 @@ MAPPER_ATTR = "__sk_mapper__"
 class Mapper:
     """Facts about one mapped class, computed once when the class is mapped."""
 
-    def __init__(self, class_: type, table: Table, attr_keys: dict[Column[Any], str]) -> None:
+    def __init__(
+        self,
+        class_: type,
+        table: Table,
+        attr_keys: dict[Column[Any], str],
+        version_id_col: Column[Any] | None = None,
+        version_id_generator: Callable[[Any], Any] | None = None,
+    ) -> None:
         if not table.primary_key.columns:
             raise ArgumentError(
                 f"Cannot map class {class_.__name__} to table {table.name!r}: the table has no "
@@ -71,6 +78,31 @@ class Mapper:
         self.compare: dict[str, Callable[[Any, Any], bool]] = {
             k: c.type.compare_values for k, c in zip(self.attr_keys, self.columns, strict=True)
         }
+        # Optimistic concurrency: every UPDATE and DELETE checks and bumps this column.
+        self.version_column: Column[Any] | None = None
+        self.version_attr: str | None = None
+        self.version_generator: Callable[[Any], Any] = _next_version
+        if version_id_col is not None:
+            column = table.c.get(version_id_col.key)
+            if column is not version_id_col:
+                raise ArgumentError(
+                    f"version_id_col {version_id_col!r} of class {class_.__name__} is not a "
+                    f"column of table {table.name!r}; pass one of {list(table.c.keys())}."
+                )
+            if version_id_col.primary_key:
+                raise ArgumentError(
+                    f"version_id_col {version_id_col.key!r} of class {class_.__name__} is part "
+                    f"of the primary key; use a separate integer column."
+                )
+            self.version_column = version_id_col
+            self.version_attr = self.attr_for_column[version_id_col]
+            if version_id_generator is not None:
+                self.version_generator = version_id_generator
+        elif version_id_generator is not None:
+            raise ArgumentError(
+                f"version_id_generator given for class {class_.__name__} without a "
+                f"version_id_col; name the version column too."
+            )
 
     def identity_key_for(self, key: Any) -> tuple[type, tuple[Any, ...], None]:
         return (self.class_, (key,) if self.single_pk else tuple(key), None)
@@ -85,27 +117,52 @@ class Mapper:
     def normalize_key(self, ident: Any) -> Any:
         """``get()``'s argument (scalar, tuple or dict) as an identity-map key."""
         if isinstance(ident, dict):
+            if len(ident) != len(self.pk_columns):
+                raise self._wrong_identifier("number", len(ident))
             try:
                 values = tuple(ident[k] for k in self.pk_attr_keys)
             except KeyError as err:
-                raise InvalidRequestError(
-                    f"Incorrect names of values in identifier for {self.class_.__name__}: "
-                    f"expected the keys {list(self.pk_attr_keys)}, got {sorted(ident)}"
-                ) from err
+                raise self._wrong_identifier("names", list(ident)) from err
         elif isinstance(ident, (tuple, list)):
             values = tuple(ident)
         else:
             values = (ident,)
         if len(values) != len(self.pk_columns):
-            raise InvalidRequestError(
-                f"Incorrect number of values in identifier for {self.class_.__name__}: "
-                f"formatted primary key for {self.table.name!r} has {len(self.pk_columns)} "
-                f"column(s) ({', '.join(self.pk_attr_keys)}), got {len(values)} value(s)"
-            )
+            raise self._wrong_identifier("number", len(values))
         return values[0] if self.single_pk else values
+
+    def _wrong_identifier(self, what: str, got: Any) -> InvalidRequestError:
+        """The reference's words, then the key columns and how to pass them."""
+        n = len(self.pk_columns)
+        cols = ", ".join(self.pk_attr_keys)
+        if n == 1:
+            fix = f"pass the value itself (or a 1-tuple), or a dict with exactly the key {cols!r}"
+        else:
+            fix = (
+                f"pass a tuple of {n} values in the order ({cols}), or a dict with exactly "
+                f"those keys"
+            )
+        head = (
+            f"Incorrect {what} of values in identifier for {self.class_.__name__}: the primary key"
+        )
+        table = self.table.name
+        if what == "names":
+            keys = ", ".join(map(str, got))
+            return InvalidRequestError(
+                f"{head} of table {table!r} has the columns ({cols}), got the keys ({keys}); {fix}."
+            )
+        return InvalidRequestError(
+            f"{head} of table {table!r} has {n} column{'s' if n != 1 else ''} ({cols}), got "
+            f"{got} value{'s' if got != 1 else ''}; {fix}."
+        )
 
     def __repr__(self) -> str:
         return f"<Mapper {self.class_.__name__} -> {self.table.name}>"
+
+
+def _next_version(version: Any) -> int:
+    """The default version counter: 1 on INSERT, then +1 on every UPDATE."""
+    return (version or 0) + 1
 
 
 class _ClauseElementHook:
@@ -122,11 +179,19 @@ class _ClauseElementHook:
 
 
 def map_imperatively(
-    cls: type, table: Table, *, attribute_names: dict[str, str] | None = None
+    cls: type,
+    table: Table,
+    *,
+    attribute_names: dict[str, str] | None = None,
+    version_id_col: Column[Any] | None = None,
+    version_id_generator: Callable[[Any], Any] | None = None,
 ) -> Mapper:
     """Map an existing plain class onto an existing Core ``Table``.
 
     ``attribute_names`` maps column keys to attribute names where they differ.
+    ``version_id_col`` names a column that every UPDATE and DELETE checks and bumps
+    (``version_id_generator(old) -> new``, default ``old + 1``): a concurrent change
+    makes the flush raise StaleDataError instead of silently overwriting it.
     The class keeps its own ``__init__``; only columns become descriptors.
     """
     if MAPPER_ATTR in cls.__dict__:
@@ -145,7 +210,7 @@ def map_imperatively(
             )
     names = attribute_names or {}
     attr_keys = {c: names.get(c.key, c.key) for c in table.c}
-    mapper = Mapper(cls, table, attr_keys)
+    mapper = Mapper(cls, table, attr_keys, version_id_col, version_id_generator)
     for key, column in mapper.column_for_attr.items():
         if key == STATE_KEY or key.startswith("__"):
             raise ArgumentError(f"Column {column.key!r} cannot be mapped as attribute {key!r}")
@@ -220,7 +285,17 @@ def _map_declarative(cls: type, metadata: MetaData) -> None:
         raise ArgumentError(
             f"{cls.__name__}.__table__ must be a sqlalchemy Table, got {type(table).__name__}"
         )
-    map_imperatively(cls, table, attribute_names=attr_names)
+    mapper_args: Any = cls.__dict__.get("__mapper_args__", {})
+    unknown = set(mapper_args) - _MAPPER_ARGS
+    if unknown:
+        raise ArgumentError(
+            f"{cls.__name__}.__mapper_args__ has unsupported key(s) {sorted(unknown)}; "
+            f"sessionkit understands {sorted(_MAPPER_ARGS)}."
+        )
+    map_imperatively(cls, table, attribute_names=attr_names, **mapper_args)
+
+
+_MAPPER_ARGS = frozenset({"version_id_col", "version_id_generator"})
 
 
 def declarative_base(
@@ -250,10 +325,21 @@ def declarative_base(
     return base
 
 
-def mapper_of_class(cls: type) -> Mapper:
-    mapper = cls.__dict__.get(MAPPER_ATTR) if isinstance(cls, type) else None
+def mapper_of_class(cls: object) -> Mapper:
+    if not isinstance(cls, type):
+        # An instance (or a name) where a class is needed: the reference's words first.
+        given = repr(cls)
+        given = given if len(given) <= 80 else f"{given[:65]}...{given[-10:]}"
+        owner = type(cls)
+        fix = (
+            f"pass the class {owner.__name__} itself, not an instance of it"
+            if MAPPER_ATTR in owner.__dict__
+            else "pass a mapped class"
+        )
+        raise ArgumentError(f"Expected mapped class or mapper, got: {given}; {fix}.")
+    mapper = cls.__dict__.get(MAPPER_ATTR)
     if mapper is None:
-        name = f"{cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else repr(cls)
+        name = f"{cls.__module__}.{cls.__qualname__}"
         raise UnmappedClassError(
             f"Class '{name}' is not mapped; map it with a declarative_base() subclass or "
             f"map_imperatively() first."
@@ -266,10 +352,16 @@ def mapper_of(obj: object) -> Mapper:
     cls = type(obj)
     mapper = cls.__dict__.get(MAPPER_ATTR)
     if mapper is None:
+        head = f"Class '{cls.__module__}.{cls.__qualname__}' is not mapped"
+        if isinstance(obj, type):
+            raise UnmappedInstanceError(
+                f"{head}; was a class ({obj.__module__}.{obj.__name__}) supplied where an "
+                f"instance was required? Pass an instance, e.g. session.add("
+                f"{obj.__name__}(...)), not the class itself."
+            )
         raise UnmappedInstanceError(
-            f"Class '{cls.__module__}.{cls.__qualname__}' is not mapped; only instances of "
-            f"classes mapped with declarative_base() or map_imperatively() can be used "
-            f"with a Session."
+            f"{head}; only instances of classes mapped with declarative_base() or "
+            f"map_imperatively() can be used with a Session."
         )
     return mapper  # type: ignore[no-any-return]
 

@@ -249,7 +249,10 @@ class Session:
             if self._closed_for_good:
                 raise InvalidRequestError(
                     "This Session has been permanently closed and is unable to handle any "
-                    "more transaction requests."
+                    "more transaction requests. It was closed by close() with "
+                    "close_resets_only=False; create a new Session, or pass "
+                    "close_resets_only=True (the default) to keep using one Session after "
+                    "close()."
                 )
             if not self.autobegin:
                 raise InvalidRequestError(
@@ -270,7 +273,7 @@ class Session:
                 f"Session.rollback(). Original exception was: {txn.failed}"
                 + ("" if not txn.nested else f" (inside a SAVEPOINT: call {where})"),
                 code="7s2a",
-            )
+            ) from txn.failed  # the cause stays inspectable (sessionkit.is_retryable reads it)
 
     def begin(self) -> SessionTransaction:
         """Begin a transaction explicitly; use as ``with session.begin():``."""
@@ -388,6 +391,18 @@ class Session:
                 if not commit:
                     trans.rollback()
                 elif root.should_commit:
+                    if _aborted_by_error(conn):
+                        # PostgreSQL answers COMMIT of an aborted transaction with a silent
+                        # ROLLBACK: report it instead of letting commit() look successful.
+                        trans.rollback()
+                        raise PendingRollbackError(
+                            "This Session's transaction was aborted by an earlier database "
+                            "error (PostgreSQL ignores every statement after an error until "
+                            "ROLLBACK), so it cannot be committed: it has been rolled back "
+                            "and nothing of it was saved. Call Session.rollback() where the "
+                            "error is caught, or run statements that may fail inside "
+                            "begin_nested()."
+                        )
                     trans.commit()
         finally:
             root.conn = None
@@ -409,7 +424,8 @@ class Session:
         try:
             self._end_connection(txn, commit=True)
         except BaseException:
-            # COMMIT itself failed: the database kept nothing of this transaction.
+            # COMMIT itself failed: the database kept nothing of this transaction (unless
+            # the connection was lost during COMMIT; then nobody can know, see retry.py).
             self._discard_all("rollback")
             raise
         self._transaction = None
@@ -563,6 +579,9 @@ class Session:
             if obj is not None and state.session_ref is ref and id(state) not in inserted_ids:
                 state.deleted = state.was_deleted = False
                 imap.add(state.mapper, state.key, obj)
+                if dirty_only and state.modified:
+                    # Changed after its DELETE was flushed: those values were never saved.
+                    expire_state(obj, state, Expiry(reason), None)
         self._drop_pending(dirty_only)
         if dirty_only:
             expiry = Expiry(reason)
@@ -727,7 +746,8 @@ class Session:
             return
         if not self._contains(instance, state):
             raise InvalidRequestError(
-                f"Instance {state_str(instance)} is not present in this Session"
+                f"Instance {state_str(instance)} is not present in this Session; "
+                f"{self._whereabouts(state)}."
             )
         self._detach(instance, state)
 
@@ -772,9 +792,27 @@ class Session:
         state = state_of(instance)
         if state.key is None or not self._contains(instance, state):
             raise InvalidRequestError(
-                f"Instance '{state_str(instance)}' is not persistent within this Session"
+                f"Instance '{state_str(instance)}' is not persistent within this Session; "
+                f"{self._whereabouts(state)}."
             )
         return state
+
+    def _whereabouts(self, state: InstanceState) -> str:
+        """Where an object this session does not hold is instead, and what to do."""
+        ref = state.session_ref
+        other = None if ref is None or ref is self._ref else ref()
+        if other is not None:
+            return (
+                f"it is attached to session '{other.hash_key}' (this is '{self.hash_key}'): "
+                f"use that session, or copy it into this one with session.merge(obj)"
+            )
+        if state.key is None:
+            if ref is self._ref:
+                return "it is pending: call session.flush() first"
+            return "it is transient: add it with session.add(obj)"
+        if state.deleted or state.was_deleted:
+            return "it was deleted: its DELETE was flushed"
+        return "it is detached: re-attach it with session.add(obj) first"
 
     def _attr_keys(self, state: InstanceState, names: Iterable[str] | None) -> list[str] | None:
         if names is None:
@@ -845,6 +883,16 @@ class Session:
         return tuple(k for k in state.mapper.attr_keys if k in expired and k not in d)
 
     def _load_expired_attribute(self, obj: object, state: InstanceState, key: str) -> None:
+        if state.key is None:
+            missing = [k for k in state.mapper.pk_attr_keys if k not in obj.__dict__]
+            if missing:
+                # Pending again after a rollback, with its key expired: no row, no key.
+                raise InvalidRequestError(
+                    f"Instance {state_str(obj)} cannot be refreshed - it's not persistent "
+                    f"and does not contain a full primary key: {missing} expired before a "
+                    f"rollback undid its INSERT. Call make_transient(obj) (it also leaves "
+                    f"the session), assign the attributes again, then add it back."
+                )
         txn = self._autobegin()
         self._check_active(txn)
         keys = self._expired_keys(obj, state)
@@ -1129,6 +1177,12 @@ class Session:
             return obj  # type: ignore[no-any-return]
         mapper = mapper_of_class(entity)
         key = mapper.normalize_key(ident)
+        if key is None or (not mapper.single_pk and key.count(None) == len(key)):
+            warn(
+                "fully NULL primary key identity cannot load any object.  This condition may "
+                f"raise an error in a future release. (get({mapper.class_.__name__}, "
+                f"{ident!r}): pass the primary-key value to load.)"
+            )
         if self._transaction is not None:
             self._check_active(self._transaction)
         obj = self.identity_map.lookup(mapper, key)
@@ -1349,6 +1403,15 @@ class Session:
             if old is NO_VALUE or not compare[key](old, d.get(key)):
                 return True
         return False
+
+
+def _aborted_by_error(conn: Connection) -> bool:
+    """libpq reports the transaction as failed (PQTRANS_INERROR): COMMIT would roll back."""
+    if conn.invalidated:
+        return False  # Core refuses the COMMIT itself (code 8s2b)
+    info = getattr(conn.connection.dbapi_connection, "info", None)
+    status = getattr(info, "transaction_status", None)  # psycopg 3, psycopg2 >= 2.8
+    return status is not None and int(status) == 3
 
 
 def _object_deleted(obj: Any) -> ObjectDeletedError:
