@@ -1,9 +1,10 @@
 """Nox sessions for sessionkit.
 
 Run ``nox`` for the default sessions (tests, lint, typecheck) or ``nox -s NAME``
-for a single one.  The PostgreSQL half of the test matrix needs a server: run
-``scripts/pgserver.sh start`` and export the URL it prints as
-``SESSIONKIT_PG_URL`` (nox passes the environment through to the sessions).
+for a single one.  The PostgreSQL and MariaDB parts of the test matrix need
+servers: run ``scripts/pgserver.sh start`` and ``scripts/mariadbserver.sh start``
+and export the URLs they print as ``SESSIONKIT_PG_URL`` and
+``SESSIONKIT_MYSQL_URL`` (nox passes the environment through to the sessions).
 """
 
 from __future__ import annotations

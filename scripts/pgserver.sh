@@ -3,6 +3,7 @@
 #
 #   scripts/pgserver.sh start [PORT]   start (or reuse) a server and print its URL
 #   scripts/pgserver.sh stop [PORT]    stop the server and delete its data directory
+#   scripts/pgserver.sh restart [PORT] restart a running server, keeping its data
 #   scripts/pgserver.sh url [PORT]     print the URL
 #   scripts/pgserver.sh status [PORT]  exit 0 if the server is running
 #
@@ -27,7 +28,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,7s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,8s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -151,6 +152,16 @@ stop() {
     log "removed $datadir"
 }
 
+restart() {
+    bindir="$(find_bindir)" || die "no PostgreSQL server binaries found"
+    is_running || die "no server is running on port $port"
+    log "restarting server on port $port"
+    # -l: the server's output must not go to our stderr, whose reader would wait for it.
+    as_pg "$bindir/pg_ctl" -D "$datadir" -l "$datadir/log" -w -t 60 -m fast restart >&2
+    wait_ready
+    printf '%s\n' "$url"
+}
+
 status() {
     if bindir="$(find_bindir)" && is_running && "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port"; then
         log "running on port $port"
@@ -164,6 +175,7 @@ status() {
 case "$cmd" in
 start) start ;;
 stop) stop ;;
+restart) restart ;;
 url) printf '%s\n' "$url" ;;
 status) status ;;
 *) usage ;;

@@ -1,13 +1,13 @@
 """Database fixtures shared by the whole test suite.
 
 Every test that uses ``backend``, ``engine`` or ``ref_engine`` runs once per
-backend: ``sqlite`` (always) and ``postgresql`` (when ``SESSIONKIT_PG_URL`` is
-set).  Start a local server with::
+backend: ``sqlite`` (always), ``postgresql`` (when ``SESSIONKIT_PG_URL`` is set)
+and ``mariadb`` (when ``SESSIONKIT_MYSQL_URL`` is set).  Start local servers with::
 
     export SESSIONKIT_PG_URL="$(scripts/pgserver.sh start)"
+    export SESSIONKIT_MYSQL_URL="$(scripts/mariadbserver.sh start)"
 
-Under CI (``CI`` set and non-empty) a missing ``SESSIONKIT_PG_URL`` is an error,
-not a skip.
+Under CI (``CI`` set and non-empty) a missing URL is an error, not a skip.
 """
 
 from __future__ import annotations
@@ -21,13 +21,26 @@ import hypothesis  # noqa: F401 - imported up front: its pytest plugin imports i
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from support import PG_URL_ENV, Backend, Slot, pg_url_from_env
+from support import (
+    MYSQL_URL_ENV,
+    PG_URL_ENV,
+    Backend,
+    Slot,
+    mysql_database,
+    mysql_url_from_env,
+    pg_url_from_env,
+    reset_mysql_database,
+)
 
-BACKENDS = ("sqlite", "postgresql")
+BACKENDS = ("sqlite", "postgresql", "mariadb")
 
 PG_MISSING_REASON = (
     f"{PG_URL_ENV} is not set; run `scripts/pgserver.sh start` and "
     f'`export {PG_URL_ENV}="$(scripts/pgserver.sh start)"` to run the PostgreSQL tests'
+)
+MYSQL_MISSING_REASON = (
+    f"{MYSQL_URL_ENV} is not set; run "
+    f'`export {MYSQL_URL_ENV}="$(scripts/mariadbserver.sh start)"` to run the MariaDB tests'
 )
 
 # Tag for connections opened by this test process, so leftovers from earlier
@@ -40,10 +53,16 @@ PG_SCHEMA = f"sessionkit_{os.getpid()}"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite: test runs against the SQLite backend")
     config.addinivalue_line("markers", "postgresql: test runs against the PostgreSQL backend")
+    config.addinivalue_line("markers", "mariadb: test runs against the MariaDB backend")
     if os.environ.get("CI") and pg_url_from_env() is None:
         raise pytest.UsageError(
             f"CI is set but {PG_URL_ENV} is not: the PostgreSQL tests must run in CI. "
             f'Start a server with `export {PG_URL_ENV}="$(scripts/pgserver.sh start)"`.'
+        )
+    if os.environ.get("CI") and mysql_url_from_env() is None:
+        raise pytest.UsageError(
+            f"CI is set but {MYSQL_URL_ENV} is not: the MariaDB tests must run in CI. "
+            f'Start a server with `export {MYSQL_URL_ENV}="$(scripts/mariadbserver.sh start)"`.'
         )
     _configure_hypothesis()
 
@@ -65,18 +84,24 @@ def _backend_params() -> list[object]:
     pg_marks = [pytest.mark.postgresql]
     if pg_url_from_env() is None:
         pg_marks.append(pytest.mark.skip(reason=PG_MISSING_REASON))
+    mysql_marks = [pytest.mark.mariadb]
+    if mysql_url_from_env() is None:
+        mysql_marks.append(pytest.mark.skip(reason=MYSQL_MISSING_REASON))
     return [
         pytest.param("sqlite", id="sqlite", marks=pytest.mark.sqlite),
         pytest.param("postgresql", id="postgresql", marks=pg_marks),
+        pytest.param("mariadb", id="mariadb", marks=mysql_marks),
     ]
 
 
 @pytest.fixture(params=_backend_params())
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """The database backend under test (parametrized: sqlite, postgresql)."""
+    """The database backend under test (parametrized: sqlite, postgresql, mariadb)."""
     name: str = request.param
     if name == "sqlite":
         return Backend(name="sqlite", tmp_path=tmp_path)
+    if name == "mariadb":
+        return Backend(name="mariadb", mysql_url=mysql_url_from_env())
     return Backend(name="postgresql", pg_url=pg_url_from_env())
 
 
@@ -91,10 +116,28 @@ def _make_clean_engine(backend: Backend, slot: Slot) -> Engine:
             },
         )
         _reset_postgresql(engine)
+    elif backend.is_mariadb:
+        assert backend.mysql_url is not None
+        # This process's own database, dropped (with this process's leftover
+        # connections) and created empty.
+        reset_mysql_database(backend.mysql_url, mysql_database(slot))
+        _mysql_databases_made.add((backend.mysql_url, mysql_database(slot)))
+        engine = create_engine(url)
     else:
         # A new file in this test's tmp_path: empty by construction.
         engine = create_engine(url)
     return engine
+
+
+# (server URL, database) of every MariaDB database this process created.
+_mysql_databases_made: set[tuple[str, str]] = set()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this process's MariaDB databases: nothing else will reuse their names."""
+    while _mysql_databases_made:
+        server_url, database = _mysql_databases_made.pop()
+        reset_mysql_database(server_url, database, create=False)
 
 
 def _reset_postgresql(engine: Engine) -> None:

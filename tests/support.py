@@ -9,11 +9,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 PG_URL_ENV = "SESSIONKIT_PG_URL"
 PG_REF_DATABASE = "sessionkit_ref"
+MYSQL_URL_ENV = "SESSIONKIT_MYSQL_URL"
+# MariaDB has no schemas: each test process works in databases of its own, so that
+# parallel runs against one server never meet.
+MYSQL_DATABASE_PREFIX = f"sk_{os.getpid()}"
 
 Slot = Literal["main", "ref"]
 SLOTS: tuple[Slot, ...] = ("main", "ref")
@@ -43,17 +49,62 @@ def pg_url_from_env() -> str | None:
     return os.environ.get(PG_URL_ENV) or None
 
 
+def mysql_url_from_env() -> str | None:
+    """The MariaDB URL from the environment, or None if unset or empty."""
+    return os.environ.get(MYSQL_URL_ENV) or None
+
+
+def mysql_database(slot: str) -> str:
+    """The database this test process uses on the MariaDB server for ``slot``."""
+    return f"{MYSQL_DATABASE_PREFIX}_{slot}"
+
+
+def reset_mysql_database(server_url: str, database: str, *, create: bool = True) -> None:
+    """Drop and create ``database`` on the MariaDB server at ``server_url``
+    (``create=False``: only drop it).
+
+    Connections still using the database (leaked by earlier tests of this process:
+    the name is this process's own) are killed first: an open transaction's metadata
+    locks would make DROP DATABASE wait for them.
+    """
+    admin = create_engine(server_url, poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql("SET SESSION lock_wait_timeout = 30")
+            leftovers = conn.execute(
+                text(
+                    "SELECT ID FROM information_schema.PROCESSLIST "
+                    "WHERE DB = :db AND ID <> CONNECTION_ID()"
+                ),
+                {"db": database},
+            ).scalars()
+            for thread_id in list(leftovers):
+                try:
+                    conn.exec_driver_sql(f"KILL CONNECTION {int(thread_id)}")
+                except OperationalError as exc:  # gone meanwhile: 1094 unknown thread id
+                    if exc.orig is None or exc.orig.args[0] != 1094:
+                        raise
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
+            if create:
+                conn.exec_driver_sql(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+    finally:
+        admin.dispose()
+
+
 @dataclass(frozen=True)
 class Backend:
     """A database backend the tests run against.
 
     ``url("main")`` is the database the code under test uses; ``url("ref")`` is
     a second, independent database (where the SQLAlchemy ORM reference runs).
+    On MariaDB both are this process's own databases (:func:`mysql_database`),
+    which the engine fixtures create; ``mysql_url`` is the server's URL as given.
     """
 
     name: str
     tmp_path: Path | None = None
     pg_url: str | None = None
+    mysql_url: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -62,6 +113,18 @@ class Backend:
     @property
     def is_postgresql(self) -> bool:
         return self.name == "postgresql"
+
+    @property
+    def is_mariadb(self) -> bool:
+        return self.name == "mariadb"
+
+    @property
+    def dialect_name(self) -> str:
+        """``engine.dialect.name`` on this backend: MariaDB is reached through the
+        ``mysql`` dialect (or SQLAlchemy's ``mariadb`` one, given a ``mariadb://`` URL)."""
+        if self.is_mariadb and self.mysql_url is not None:
+            return str(make_url(self.mysql_url).get_dialect().name)
+        return self.name
 
     def url(self, slot: str) -> str:
         if slot not in SLOTS:
@@ -78,6 +141,14 @@ class Backend:
             return (
                 make_url(self.pg_url)
                 .set(database=PG_REF_DATABASE)
+                .render_as_string(hide_password=False)
+            )
+        if self.name == "mariadb":
+            if self.mysql_url is None:
+                raise ValueError(f"the mariadb backend needs {MYSQL_URL_ENV}")
+            return (
+                make_url(self.mysql_url)
+                .set(database=mysql_database(slot))
                 .render_as_string(hide_password=False)
             )
         raise ValueError(f"unknown backend {self.name!r}")

@@ -95,7 +95,7 @@ def test_bulk_load_restores_the_garbage_collector(engine: Engine, gc_enabled: bo
 
 def test_class_with_its_own_layout_loads_through_the_dict(engine: Engine) -> None:
     md = sa.MetaData()
-    table = sa.Table("things", md, Column("id", Integer, primary_key=True), Column("v", String))
+    table = sa.Table("things", md, Column("id", Integer, primary_key=True), Column("v", String(30)))
 
     class Slotted:
         __slots__ = ("__dict__", "__weakref__", "extra")
@@ -118,7 +118,7 @@ def test_constructor_fast_path_still_rejects_unknown_keywords() -> None:
     class Item(Base):
         __tablename__ = "items"
         id = Column(Integer, primary_key=True)
-        name = Column(String)
+        name = Column(String(30))
 
         @property
         def label(self) -> str:

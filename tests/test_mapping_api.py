@@ -46,7 +46,10 @@ def test_repr_never_loads(engine: Engine) -> None:
 def test_existing_table_and_metadata() -> None:
     app_metadata = sa.MetaData()
     accounts = sa.Table(
-        "accounts", app_metadata, Column("id", Integer, primary_key=True), Column("owner", String)
+        "accounts",
+        app_metadata,
+        Column("id", Integer, primary_key=True),
+        Column("owner", String(30)),
     )
     Base = declarative_base(metadata=app_metadata)
 
@@ -89,7 +92,9 @@ def test_column_with_another_name_round_trips(engine: Engine) -> None:
 
 def test_map_imperatively_keeps_the_class_own_init(engine: Engine) -> None:
     md = sa.MetaData()
-    table = sa.Table("people", md, Column("pid", Integer, primary_key=True), Column("nm", String))
+    table = sa.Table(
+        "people", md, Column("pid", Integer, primary_key=True), Column("nm", String(30))
+    )
 
     class Person:
         def __init__(self, name: str) -> None:

@@ -11,8 +11,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
 
-from support import PG_URL_ENV, Backend, SQLRecorder, hexid, normalize_params, statement_kind
+from support import (
+    MYSQL_URL_ENV,
+    PG_URL_ENV,
+    Backend,
+    SQLRecorder,
+    hexid,
+    normalize_params,
+    statement_kind,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,12 +165,18 @@ def test_backend_urls(backend: Backend, tmp_path: Path) -> None:
     main, ref = backend.url("main"), backend.url("ref")
     assert main != ref
     if backend.name == "sqlite":
-        assert backend.is_sqlite and not backend.is_postgresql
+        assert backend.is_sqlite and not backend.is_postgresql and not backend.is_mariadb
         assert main == f"sqlite:///{tmp_path}/main.db"
         assert ref == f"sqlite:///{tmp_path}/ref.db"
+    elif backend.name == "mariadb":
+        assert backend.is_mariadb and not backend.is_sqlite and not backend.is_postgresql
+        server = make_url(os.environ[MYSQL_URL_ENV])
+        # This process's own databases on the server given, with its options.
+        assert make_url(main) == server.set(database=f"sk_{os.getpid()}_main")
+        assert make_url(ref) == server.set(database=f"sk_{os.getpid()}_ref")
     else:
         assert backend.name == "postgresql"
-        assert backend.is_postgresql and not backend.is_sqlite
+        assert backend.is_postgresql and not backend.is_sqlite and not backend.is_mariadb
         assert main == os.environ[PG_URL_ENV]
         assert ref.rsplit("/", 1)[1] == "sessionkit_ref"
     with pytest.raises(ValueError, match="slot"):
@@ -171,7 +186,7 @@ def test_backend_urls(backend: Backend, tmp_path: Path) -> None:
 def test_engine_and_ref_engine_are_separate_empty_databases(
     backend: Backend, engine: Engine, ref_engine: Engine
 ) -> None:
-    assert engine.dialect.name == ref_engine.dialect.name == backend.name
+    assert engine.dialect.name == ref_engine.dialect.name == backend.dialect_name
     assert inspect(engine).get_table_names() == []
     assert inspect(ref_engine).get_table_names() == []
     with engine.begin() as conn:
@@ -224,6 +239,24 @@ def test_ci_without_postgresql_url_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
     assert PG_URL_ENV in result.stderr
+
+
+def test_ci_without_mariadb_url_is_a_usage_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != MYSQL_URL_ENV}
+    env["CI"] = "1"
+    # Only the MariaDB URL is missing (the check never connects).
+    if not env.get(PG_URL_ENV):
+        env[PG_URL_ENV] = "postgresql+psycopg://nobody@127.0.0.1:1/unused"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-k", "hexid"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert MYSQL_URL_ENV in result.stderr
 
 
 def test_sqlite_engine_is_file_based(tmp_path: Path) -> None:
