@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import pytest
 from models import item_model
 from reference import ORM, SK, Api, Obs, compare
 from sqlalchemy import Engine, text
@@ -179,6 +180,31 @@ def test_re_added_object_whose_key_expired_before_rollback_is_refused(
     assert facts["rows"][1] == [("k1", "again")]
 
 
+@pytest.mark.parametrize("autoflush", [False, True])
+def test_reading_an_expired_key_of_a_re_added_object_is_refused(
+    engine: Engine, ref_engine: Engine, autoflush: bool
+) -> None:
+    """No row and no key to load from: InvalidRequestError, without SQL or autoflush."""
+
+    def scen(api: Api, engine: Engine, obs: Obs) -> None:
+        Item = _items(api, engine)
+        session = api.Session(engine, autoflush=autoflush)
+        a = Item(id="k1", name="a")
+        session.add(a)
+        session.flush()
+        session.expire(a)
+        session.rollback()
+        session.add(a)
+        obs.rec.clear()
+        obs.error("read", lambda: a.name)
+        obs.append(("sql", _kinds(obs), api.state(a)))
+        session.close()
+
+    facts = _facts(compare(scen, engine, ref_engine))
+    assert facts["read"][1:] == ("raises", "InvalidRequestError")
+    assert facts["sql"][1:] == ([], "pending")
+
+
 def test_partial_expire_keeps_an_object_fully_expired(engine: Engine, ref_engine: Engine) -> None:
     """expire(obj, [attr]) of a fully expired object leaves it fully expired: get()
     still reloads it (SPEC H6)."""
@@ -267,6 +293,31 @@ def test_unchanged_dirty_object_with_an_expired_key_loads_it_after_the_statement
 
     facts = _facts(compare(scen, engine, ref_engine))
     assert facts["flush"][1:] == (["INSERT", "SELECT"], ["id", "name"])
+
+
+def test_savepoint_rollback_expires_an_object_changed_after_its_delete(
+    engine: Engine, ref_engine: Engine
+) -> None:
+    """DELETE flushed inside a SAVEPOINT, then an attribute assigned: rolling the
+    savepoint back makes it persistent again, expired (the assigned value was never
+    saved)."""
+
+    def scen(api: Api, engine: Engine, obs: Obs) -> None:
+        Item = _items(api, engine, "k1")
+        session = api.Session(engine, expire_on_commit=False)
+        a = session.get(Item, "k1")
+        savepoint = session.begin_nested()
+        session.delete(a)
+        session.flush()
+        a.name = "changed while deleted"
+        savepoint.rollback()
+        obs.append(("rolled back", api.state(a), a in session, api.loaded(a)))
+        obs.append(("reloaded", a.name))
+        session.close()
+
+    facts = _facts(compare(scen, engine, ref_engine))
+    assert facts["rolled back"][1:] == ("persistent", True, [])
+    assert facts["reloaded"][1] == "name-k1"
 
 
 # -- deliberate differences (README, "Deliberate differences") -------------------------
