@@ -246,24 +246,31 @@ def _apply_update_defaults(
     return bool(expire)
 
 
-def _check_expired_keys(mapper: Mapper, pairs: list[Pair]) -> None:
-    """A pending object whose primary key was expired (then a rollback made it transient)
-    has no value to INSERT and no row to load it from: refuse, as the reference does."""
-    pk_attrs = mapper.pk_attr_keys
+def expired_key_error(obj: Any, state: InstanceState) -> InvalidRequestError | None:
+    """The error for an object without identity whose primary key expired (a rollback
+    undid its INSERT): it has no key to INSERT or load by, and no row; None otherwise."""
+    expired = state.expired
+    if not expired or state.key is not None:
+        return None
+    d = obj.__dict__
+    missing = [attr for attr in state.mapper.pk_attr_keys if attr in expired and attr not in d]
+    if not missing:
+        return None
+    return InvalidRequestError(
+        f"Instance {state_str(obj)} cannot be refreshed - it's not persistent and does not "
+        f"contain a full primary key: its attribute(s) {missing} were expired before a "
+        f"rollback made it transient. Call make_transient(obj) (it also leaves the "
+        f"session), then assign {', '.join(f'{type(obj).__name__}.{a}' for a in missing)} "
+        f"again before adding it back."
+    )
+
+
+def _check_expired_keys(pairs: list[Pair]) -> None:
+    """Pending objects are refused before the flush INSERTs them, as the reference does."""
     for obj, state in pairs:
-        expired = state.expired
-        if not expired:
-            continue
-        d = obj.__dict__
-        missing = [attr for attr in pk_attrs if attr in expired and attr not in d]
-        if missing:
-            raise InvalidRequestError(
-                f"Instance {state_str(obj)} cannot be refreshed - it's not persistent and "
-                f"does not contain a full primary key: its attribute(s) {missing} were "
-                f"expired before a rollback made it transient. Call make_transient(obj), "
-                f"then assign {', '.join(f'{type(obj).__name__}.{a}' for a in missing)} "
-                f"again before adding it back."
-            )
+        err = expired_key_error(obj, state)
+        if err is not None:
+            raise err
 
 
 def _version_conflict(
@@ -337,7 +344,7 @@ class UnitOfWork:
             mapper = by_table[table]
             switches: list[tuple[Pair, Pair]] = []
             if self.inserts.get(mapper):
-                _check_expired_keys(mapper, self.inserts[mapper])
+                _check_expired_keys(self.inserts[mapper])
                 switches = self._resolve_conflicts(mapper)
             if mapper in self.updates or switches:
                 self._emit_updates(mapper, _sort_persistent(self.updates.get(mapper, [])), switches)
@@ -374,12 +381,15 @@ class UnitOfWork:
             if existing is None or existing is obj:
                 keep.append((obj, state))
                 continue
-            if existing.__dict__[STATE_KEY].was_deleted or host._flush_was_deleted(existing):
+            # A marked (delete()d) object has a real state; a shared Loaded marker, which
+            # _flush_was_deleted may replace, is never in ``marked``.
+            old_state = existing.__dict__[STATE_KEY]
+            if old_state.was_deleted or host._flush_was_deleted(existing):
                 # Its DELETE was flushed already (delete() again), or its row is gone.
-                gone.add(id(existing.__dict__[STATE_KEY]))
+                gone.add(id(old_state))
                 keep.append((obj, state))
-            elif id(existing.__dict__[STATE_KEY]) in marked:
-                found.append((marked.pop(id(existing.__dict__[STATE_KEY])), (obj, state)))
+            elif id(old_state) in marked:
+                found.append((marked.pop(id(old_state)), (obj, state)))
             else:
                 keep.append((obj, state))
                 warn(
@@ -563,19 +573,26 @@ class UnitOfWork:
         attr = mapper.version_attr
         column = mapper.version_column
         assert attr is not None and column is not None
-        d = obj.__dict__
-        committed = state.committed or {}
-        old = committed.get(attr, NO_VALUE)
-        if old is not NO_VALUE:
-            expected, new = old, d[attr]
+        expected, assigned = self._expected_version(mapper, obj, state)
+        if assigned:
+            new = obj.__dict__[attr]
         else:
-            if attr not in d:
-                self.host._flush_load_expired(obj, state)
-            expected = d.get(attr)
-            new = mapper.version_generator(expected)
-            target[attr] = new
+            new = target[attr] = mapper.version_generator(expected)
         params[column.key] = new
         params[VERSION_PARAM] = expected
+
+    def _expected_version(self, mapper: Mapper, obj: Any, state: InstanceState) -> tuple[Any, bool]:
+        """The version ``obj``'s row should have, and whether the application assigned a
+        new one (then the expected one is the value it replaced). Loads an expired one."""
+        attr = mapper.version_attr
+        assert attr is not None
+        old = (state.committed or {}).get(attr, NO_VALUE)
+        if old is not NO_VALUE:
+            return old, True
+        d = obj.__dict__
+        if attr not in d:
+            self.host._flush_load_expired(obj, state)
+        return d.get(attr), False
 
     # -- DELETE -------------------------------------------------------------------------
 
@@ -590,12 +607,8 @@ class UnitOfWork:
                 self.host._flush_load_expired(obj, state)
             pk_values = (state.key,) if mapper.single_pk else state.key
             params = {c.key: v for c, v in zip(mapper.pk_columns, pk_values, strict=True)}
-            version_attr = mapper.version_attr
-            if version_attr is not None:
-                if version_attr not in d:
-                    self.host._flush_load_expired(obj, state)
-                old = (state.committed or {}).get(version_attr, NO_VALUE)
-                params[VERSION_PARAM] = d.get(version_attr) if old is NO_VALUE else old
+            if mapper.version_attr is not None:
+                params[VERSION_PARAM] = self._expected_version(mapper, obj, state)[0]
             params_list.append(params)
         conn = self.conn
         dialect = conn.dialect

@@ -28,7 +28,7 @@ from .exc import (
     StatementError,
     warn,
 )
-from .flush import UnitOfWork
+from .flush import UnitOfWork, expired_key_error
 from .gcpause import paused
 from .identity import IdentityMap
 from .loading import apply_loaded, expire_state, fetch_by_pk, load_rows, select_by_pks
@@ -883,16 +883,9 @@ class Session:
         return tuple(k for k in state.mapper.attr_keys if k in expired and k not in d)
 
     def _load_expired_attribute(self, obj: object, state: InstanceState, key: str) -> None:
-        if state.key is None:
-            missing = [k for k in state.mapper.pk_attr_keys if k not in obj.__dict__]
-            if missing:
-                # Pending again after a rollback, with its key expired: no row, no key.
-                raise InvalidRequestError(
-                    f"Instance {state_str(obj)} cannot be refreshed - it's not persistent "
-                    f"and does not contain a full primary key: {missing} expired before a "
-                    f"rollback undid its INSERT. Call make_transient(obj) (it also leaves "
-                    f"the session), assign the attributes again, then add it back."
-                )
+        err = expired_key_error(obj, state)
+        if err is not None:
+            raise err  # before any SQL or autoflush, as the reference
         txn = self._autobegin()
         self._check_active(txn)
         keys = self._expired_keys(obj, state)
@@ -1136,8 +1129,9 @@ class Session:
         return False
 
     def _mark_row_gone(self, obj: Any, state: InstanceState) -> None:
-        """A persistent object whose row turned out to be gone is *deleted*; recorded in
-        the transaction, so that commit() detaches it and rollback() brings it back."""
+        """A persistent object whose row is gone (DELETEd, or found missing) is *deleted*;
+        recorded in the transaction, so that commit() detaches it and rollback() brings
+        it back."""
         self._unfresh(state)
         self.identity_map.discard(state.mapper, state.key, obj)
         self._modified.pop(state, None)
@@ -1148,15 +1142,8 @@ class Session:
             txn.deleted.append((weakref.ref(obj), state))
 
     def _flush_deleted(self, obj: Any, state: InstanceState) -> None:
-        self._unfresh(state)
-        self._deleted.pop(state, None)
-        self._modified.pop(state, None)
-        self.identity_map.discard(state.mapper, state.key, obj)
-        state.deleted = state.was_deleted = True
+        self._mark_row_gone(obj, state)
         state.clear_history()
-        txn = self._transaction
-        assert txn is not None
-        txn.deleted.append((weakref.ref(obj), state))
 
     # -- reading -------------------------------------------------------------------------
 
