@@ -26,6 +26,7 @@ from support import (
     PG_URL_ENV,
     Backend,
     Slot,
+    enforce_foreign_keys,
     mysql_database,
     mysql_url_from_env,
     pg_url_from_env,
@@ -180,3 +181,15 @@ def ref_engine(backend: Backend) -> Iterator[Engine]:
     finally:
         gc.collect()
         eng.dispose()
+
+
+@pytest.fixture
+def fk_engine(engine: Engine) -> Engine:
+    """``engine`` with foreign keys enforced on every backend (see ``enforce_foreign_keys``)."""
+    return enforce_foreign_keys(engine)
+
+
+@pytest.fixture
+def fk_ref_engine(ref_engine: Engine) -> Engine:
+    """``ref_engine`` with foreign keys enforced on every backend."""
+    return enforce_foreign_keys(ref_engine)

@@ -1,4 +1,5 @@
-"""Model definitions shared by scenario tests, built for either library."""
+"""Model definitions shared by scenario tests, built for either library, and helpers that
+create their tables and commit a few rows outside any recording."""
 
 from __future__ import annotations
 
@@ -60,3 +61,31 @@ def setup_users(
         s.add_all([User(name=n, fullname=n.title()) for n in names])
         s.commit()
     return User
+
+
+def empty_users(api: Api, engine: Any) -> Any:
+    """Create the ``user_account`` table of :func:`user_model`, empty."""
+    Base, User = user_model(api)
+    Base.metadata.create_all(engine)
+    return User
+
+
+def setup_users_table(api: Api, engine: Any, names: tuple[str, ...] = ("a", "b", "c", "d")) -> Any:
+    """A ``users`` table (the SPEC's name) with one committed row per name, ids 1..n."""
+    Base, User = user_model(api, "users")
+    Base.metadata.create_all(engine)
+    with api.Session(engine) as s:
+        s.add_all([User(name=n, fullname=n.upper()) for n in names])
+        s.commit()
+    return User
+
+
+def setup_items(api: Api, engine: Any, rows: tuple[tuple[str, str], ...] = ()) -> Any:
+    """The ``items`` table of :func:`item_model` with the committed ``(id, name)`` rows."""
+    Base, Item = item_model(api)
+    Base.metadata.create_all(engine)
+    if rows:
+        with api.Session(engine) as s:
+            s.add_all([Item(id=i, name=n) for i, n in rows])
+            s.commit()
+    return Item

@@ -1,18 +1,23 @@
-"""Helpers shared by the test suite: backend descriptions and SQL recording."""
+"""Helpers shared by the test suite: backend descriptions, SQL recording, and small
+helpers that read what a scenario observed (facts by label, event kinds, messages)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from reference import Api, Obs
 
 PG_URL_ENV = "SESSIONKIT_PG_URL"
 PG_REF_DATABASE = "sessionkit_ref"
@@ -348,3 +353,155 @@ class SQLRecorder:
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"<SQLRecorder {state} {len(self.events)} events on {self.engine.url!r}>"
+
+
+# -- reading observations --------------------------------------------------------------------
+
+# The start of the SELECT that loads every column of one ``user_account`` row by its key.
+SELECT_ALL = (
+    "SELECT user_account.id, user_account.name, user_account.fullname \n"
+    "FROM user_account \nWHERE user_account.id = "
+)
+
+_ADDRESS = re.compile(r"0x[0-9a-f]+")
+_SESSION_NUMBER = re.compile(r"session '\d+' \(this is '\d+'\)")
+
+
+def by_label(obs: Iterable[Any]) -> dict[str, Any]:
+    """Observations by label (the last one wins)."""
+    return {o[0]: o for o in obs}
+
+
+def by_unique_label(obs: Iterable[Any]) -> dict[str, Any]:
+    """Observations by label; a label observed twice fails the test."""
+    out: dict[str, Any] = {}
+    for o in obs:
+        assert o[0] not in out, f"duplicate label {o[0]!r}"
+        out[o[0]] = o
+    return out
+
+
+def event_kinds(events: Iterable[Event]) -> list[str]:
+    """One word per recorded event, as in ``obs.sql()`` steps: the tag of a non-SQL event
+    (``"BEGIN"``, ``"checkout"``...) or the first word of a SQL statement, upper-cased
+    (``"SELECT"``, ``"INSERT"``...)."""
+    return [statement_kind(e[1]) if e[0] == SQL else e[0] for e in events]
+
+
+def step_kinds(obs: Obs, label: str) -> list[str]:
+    """The event kinds of the first ``obs.sql(label)`` step, SQL words as sent (not
+    upper-cased); KeyError if there is no such step."""
+    for o in obs:
+        if o[0] == label:
+            return [e[0] if e[0] != SQL else e[1].split()[0] for e in o[1]]
+    raise KeyError(label)
+
+
+def take_kinds(obs: Obs) -> list[str]:
+    """The kinds of the events recorded since the last clear, pool events left out and SQL
+    words as sent (not upper-cased); then clears the recorder."""
+    kinds = [e[1].split()[0] if e[0] == SQL else e[0] for e in obs.rec.without_pool()]
+    obs.rec.clear()
+    return kinds
+
+
+def sql_statements(events: Iterable[Event], kind: str | None = None) -> list[tuple[str, Any]]:
+    """``(statement, params)`` of the SQL events; given ``kind`` (``"INSERT"``...), only
+    the statements of that kind."""
+    return [
+        (e[1], e[2])
+        for e in events
+        if e[0] == SQL and (kind is None or statement_kind(e[1]) == kind)
+    ]
+
+
+def named_key(api: Api, obj: object) -> Any:
+    """``inspect(obj).identity_key`` with the class replaced by its name."""
+    key = api.inspect(obj).identity_key
+    return None if key is None else (key[0].__name__, key[1], key[2])
+
+
+def norm_addresses(message: str) -> str:
+    """A message with object addresses (``0x...``) made run-independent."""
+    return _ADDRESS.sub("0x...", message)
+
+
+def norm_addresses_and_sessions(message: str) -> str:
+    """A message with object addresses (and session numbers) made run-independent."""
+    message = _ADDRESS.sub("0x...", message)
+    return _SESSION_NUMBER.sub("session 'N' (this is 'M')", message)
+
+
+def record_message(obs: Obs, label: str, err: BaseException | None, expected: str) -> None:
+    """Record whether ``err``'s message starts with ``expected`` (the reference's words,
+    with this run's real addresses) and, normalised, the part of it that should match."""
+    if err is None:
+        obs.append((label, "no error"))
+        return
+    message = str(err)
+    expected_part = norm_addresses_and_sessions(expected)
+    obs.append(
+        (
+            label,
+            message.startswith(expected),
+            norm_addresses_and_sessions(message)[: len(expected_part)],
+        )
+    )
+
+
+def message_starts(err: BaseException | None, words: str) -> bool:
+    """Whether there is an error and its message starts with ``words``."""
+    return err is not None and str(err).startswith(words)
+
+
+def message_starts_or_none(err: BaseException | None, words: str) -> bool | None:
+    """Whether the error's message starts with ``words``; None if there is no error."""
+    return None if err is None else str(err).startswith(words)
+
+
+def not_bound(obj: object) -> str:
+    """The reference's words for loading an attribute of a detached ``User``."""
+    return (
+        f"Instance <User at {hex(id(obj))}> is not bound to a Session; attribute refresh "
+        "operation cannot proceed"
+    )
+
+
+# -- reading and changing the database behind a scenario's back -----------------------------
+
+
+def user_ids(api: Api, engine: Engine, User: Any) -> list[Any]:
+    """The committed rows, read through a separate session (outside any recording)."""
+    with api.Session(engine) as s:
+        return list(s.execute(select(User.id, User.name).order_by(User.id)).all())
+
+
+def unrecorded_rows(obs: Obs, engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    """Rows read through a separate Core connection; its events are not recorded."""
+    mark = len(obs.rec.events)
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.execute(text(sql))]
+    del obs.rec.events[mark:]
+    return rows
+
+
+def behind_the_back(obs: Obs, engine: Engine, sql: str) -> None:
+    """Run and commit ``sql`` on a separate Core connection, unrecorded."""
+    mark = len(obs.rec.events)
+    with engine.begin() as conn:
+        conn.execute(text(sql))
+    del obs.rec.events[mark:]
+
+
+def enforce_foreign_keys(engine: Engine) -> Engine:
+    """SQLite enforces foreign keys only when asked; PostgreSQL and MariaDB (InnoDB)
+    always do."""
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    return engine

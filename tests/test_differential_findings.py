@@ -15,6 +15,8 @@ from models import item_model
 from reference import ORM, SK, Api, Obs, compare
 from sqlalchemy import Engine, text
 
+from support import behind_the_back, by_label, take_kinds, unrecorded_rows
+
 
 def _items(api: Api, engine: Engine, *keys: str) -> Any:
     Base, Item = item_model(api)
@@ -25,30 +27,8 @@ def _items(api: Api, engine: Engine, *keys: str) -> Any:
     return Item
 
 
-def _behind_the_back(obs: Obs, engine: Engine, sql: str) -> None:
-    """Run and commit ``sql`` on a separate Core connection, unrecorded."""
-    mark = len(obs.rec.events)
-    with engine.begin() as conn:
-        conn.execute(text(sql))
-    del obs.rec.events[mark:]
-
-
 def _rows(obs: Obs, engine: Engine) -> list[tuple[Any, ...]]:
-    mark = len(obs.rec.events)
-    with engine.connect() as conn:
-        rows = [tuple(r) for r in conn.execute(text("SELECT id, name FROM items ORDER BY id"))]
-    del obs.rec.events[mark:]
-    return rows
-
-
-def _kinds(obs: Obs) -> list[str]:
-    kinds = [e[1].split()[0] if e[0] == "SQL" else e[0] for e in obs.rec.without_pool()]
-    obs.rec.clear()
-    return kinds
-
-
-def _facts(obs: Obs) -> dict[str, Any]:
-    return {o[0]: o for o in obs}
+    return unrecorded_rows(obs, engine, "SELECT id, name FROM items ORDER BY id")
 
 
 def test_get_of_a_vanished_row_marks_the_object_deleted_until_commit(
@@ -62,16 +42,16 @@ def test_get_of_a_vanished_row_marks_the_object_deleted_until_commit(
         session = api.Session(engine)
         a = session.get(Item, "k1")
         session.commit()
-        _behind_the_back(obs, engine, "DELETE FROM items")
+        behind_the_back(obs, engine, "DELETE FROM items")
         obs.rec.clear()
         obs.append(("get", session.get(Item, "k1"), api.state(a), a in session))
         session.commit()
         obs.append(("commit", api.state(a), a in session, api.inspect(a).was_deleted))
         obs.error("add again", lambda: session.add(a))
-        obs.append(("sql", _kinds(obs)))
+        obs.append(("sql", take_kinds(obs)))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["get"][1:] == (None, "deleted", False)
     assert facts["commit"][1:] == ("detached", False, True)
     assert facts["add again"][1:] == ("raises", "InvalidRequestError")
@@ -89,20 +69,20 @@ def test_failed_flush_brings_back_an_object_the_flush_found_gone(
         session = api.Session(engine)
         a = session.get(Item, "k1")
         session.commit()
-        _behind_the_back(obs, engine, "DELETE FROM items WHERE id = 'k1'")
+        behind_the_back(obs, engine, "DELETE FROM items WHERE id = 'k1'")
         session.add(Item(id="k1", name="new"))
         session.add(Item(id="k2", name="duplicate key"))
         obs.rec.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             obs.error("flush", session.flush)
-        obs.append(("after flush", api.state(a), a in session, _kinds(obs)))
+        obs.append(("after flush", api.state(a), a in session, take_kinds(obs)))
         session.rollback()
         obs.append(("after rollback", api.state(a), a in session))
         obs.append(("rows", _rows(obs, engine)))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["flush"][1:] == ("raises", "IntegrityError")
     assert facts["after flush"][1:3] == ("persistent", True)
     assert facts["after flush"][3][:3] == ["BEGIN", "SELECT", "INSERT"]
@@ -121,12 +101,12 @@ def test_refresh_refuses_an_unflushed_primary_key_change(
         obs.rec.clear()
         err = obs.error("refresh", lambda: session.refresh(a, ["name"]))
         obs.append(("message", str(err).startswith("Please flush pending primary key changes")))
-        obs.append(("after", api.loaded(a), _kinds(obs)))
+        obs.append(("after", api.loaded(a), take_kinds(obs)))
         session.refresh(a, ["id", "name"])
         obs.append(("refreshing the key too", api.visible(a)))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["refresh"][1:] == ("raises", "InvalidRequestError")
     assert facts["after"][1:] == (["id"], [])
     assert facts["refreshing the key too"][1] == {"id": "k1", "name": "name-k1"}
@@ -172,7 +152,7 @@ def test_re_added_object_whose_key_expired_before_rollback_is_refused(
         obs.append(("rows", _rows(obs, engine)))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["transient"][1:] == ("transient", [])
     assert facts["flush"][1:] == ("raises", "InvalidRequestError")
     assert facts["assign the key"][1:] == ("raises", "DetachedInstanceError")
@@ -197,10 +177,10 @@ def test_reading_an_expired_key_of_a_re_added_object_is_refused(
         session.add(a)
         obs.rec.clear()
         obs.error("read", lambda: a.name)
-        obs.append(("sql", _kinds(obs), api.state(a)))
+        obs.append(("sql", take_kinds(obs), api.state(a)))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["read"][1:] == ("raises", "InvalidRequestError")
     assert facts["sql"][1:] == ([], "pending")
 
@@ -216,10 +196,10 @@ def test_partial_expire_keeps_an_object_fully_expired(engine: Engine, ref_engine
         session.commit()
         session.expire(a, ["name"])
         obs.rec.clear()
-        obs.append(("get", session.get(Item, "k1") is a, api.loaded(a), _kinds(obs)))
+        obs.append(("get", session.get(Item, "k1") is a, api.loaded(a), take_kinds(obs)))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["get"][1:] == (True, ["id", "name"], ["BEGIN", "SELECT"])
 
 
@@ -239,14 +219,14 @@ def test_delete_again_keeps_the_object_deleted(engine: Engine, ref_engine: Engin
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             session.flush()
-        obs.append(("flushed", api.state(a), a in session, _kinds(obs), len(caught)))
+        obs.append(("flushed", api.state(a), a in session, take_kinds(obs), len(caught)))
         session.delete(a)
         session.rollback()
         obs.append(("rolled back", api.state(a), a in session))
         obs.append(("rows", _rows(obs, engine)))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["marked"][1:] == ("deleted", True, True)
     assert facts["flushed"][1:] == ("deleted", False, ["DELETE"], 1)
     assert facts["rolled back"][1:] == ("persistent", True)
@@ -266,12 +246,12 @@ def test_row_switch_loads_a_fully_expired_old_object_first(
         session.add(b)
         obs.rec.clear()
         session.flush()
-        obs.append(("flush", _kinds(obs), api.state(a), api.state(b), api.loaded(a)))
+        obs.append(("flush", take_kinds(obs), api.state(a), api.state(b), api.loaded(a)))
         session.commit()
         obs.append(("rows", _rows(obs, engine)))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["flush"][1] == ["BEGIN", "SELECT", "UPDATE"]
     assert facts["rows"][1] == [("k1", "b")]
 
@@ -288,10 +268,10 @@ def test_unchanged_dirty_object_with_an_expired_key_loads_it_after_the_statement
         session.add(Item(id="k2", name="b"))
         obs.rec.clear()
         session.flush()
-        obs.append(("flush", _kinds(obs), api.loaded(a)))
+        obs.append(("flush", take_kinds(obs), api.loaded(a)))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["flush"][1:] == (["INSERT", "SELECT"], ["id", "name"])
 
 
@@ -315,7 +295,7 @@ def test_savepoint_rollback_expires_an_object_changed_after_its_delete(
         obs.append(("reloaded", a.name))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["rolled back"][1:] == ("persistent", True, [])
     assert facts["reloaded"][1] == "name-k1"
 
@@ -328,7 +308,7 @@ def _row_switch_over_a_vanished_row(api: Api, engine: Engine, obs: Obs) -> None:
     session = api.Session(engine)
     a = session.get(Item, "k1")
     session.commit()
-    _behind_the_back(obs, engine, "DELETE FROM items")
+    behind_the_back(obs, engine, "DELETE FROM items")
     session.delete(a)
     b = Item(id="k1", name="b")
     session.add(b)
@@ -336,7 +316,7 @@ def _row_switch_over_a_vanished_row(api: Api, engine: Engine, obs: Obs) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         session.commit()
-    obs.append(("commit", _kinds(obs), api.state(a), api.state(b)))
+    obs.append(("commit", take_kinds(obs), api.state(a), api.state(b)))
     obs.append(("rows", _rows(obs, engine)))
     session.close()
 
@@ -350,7 +330,7 @@ def test_row_switch_over_a_vanished_row_inserts_the_new_object(
     ours = Obs(SK, engine)
     _row_switch_over_a_vanished_row(SK, engine, ours)
     ours.rec.detach()
-    facts = _facts(ours)
+    facts = by_label(ours)
     expected = (["BEGIN", "SELECT", "INSERT", "COMMIT"], "detached", "persistent")
     assert facts["commit"][1:] == expected
     assert facts["rows"][1] == [("k1", "b")]
@@ -358,7 +338,7 @@ def test_row_switch_over_a_vanished_row_inserts_the_new_object(
     theirs = Obs(ORM, ref_engine)
     _row_switch_over_a_vanished_row(ORM, ref_engine, theirs)
     theirs.rec.detach()
-    ref = _facts(theirs)
+    ref = by_label(theirs)
     assert ref["commit"][1][:5] == ["BEGIN", "SELECT", "INSERT", "SELECT", "DELETE"]
     assert ref["rows"][1] == []  # the reference lost the new object's row
 

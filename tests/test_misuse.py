@@ -26,21 +26,13 @@ from sessionkit.exc import (
     UnmappedClassError,
     UnmappedInstanceError,
 )
-from support import hexid
-
-
-def _facts(obs: Obs) -> dict[str, Any]:
-    return {o[0]: o for o in obs}
+from support import by_label, hexid, message_starts_or_none
 
 
 def _rows(engine: Engine, sql: str = "SELECT id, name FROM user_account ORDER BY id") -> Any:
     """Committed rows, read through a separate connection."""
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text(sql))]
-
-
-def _starts(err: BaseException | None, words: str) -> bool | None:
-    return None if err is None else str(err).startswith(words)
 
 
 def _still_works(api: Api, session: Any, User: Any, engine: Engine, obs: Obs) -> None:
@@ -84,13 +76,15 @@ def test_unmapped_instances_are_refused_like_the_orm(
         for label, obj in [("object()", object()), ("None", None), ("Plain()", Plain())]:
             err = obs.error(f"{method}({label})", lambda obj=obj: call(session, obj))
             name = f"{type(obj).__module__}.{type(obj).__qualname__}"
-            obs.append((f"{label} message", _starts(err, f"Class '{name}' is not mapped")))
+            obs.append(
+                (f"{label} message", message_starts_or_none(err, f"Class '{name}' is not mapped"))
+            )
         obs.sql("no SQL")
         _still_works(api, session, User, engine, obs)
         session.close()
 
     obs = compare(scen, engine, ref_engine)
-    facts = _facts(obs)
+    facts = by_label(obs)
     for label in ("object()", "None", "Plain()"):
         assert facts[f"{method}({label})"][1:] == ("raises", "UnmappedInstanceError")
         assert facts[f"{label} message"][1] is True
@@ -116,7 +110,7 @@ def test_a_class_passed_where_an_instance_is_needed(
         session.close()
 
     obs = compare(scen, engine, ref_engine)
-    facts = _facts(obs)
+    facts = by_label(obs)
     assert facts[method][1:] == ("raises", "UnmappedInstanceError")
     assert facts["names the class"][1] is True
     assert facts["no SQL"][1] == []
@@ -140,12 +134,14 @@ def test_an_instance_passed_where_a_class_is_needed(engine: Engine, ref_engine: 
         sandy = session.get(User, 1)
         obs.rec.clear()
         err = obs.error("get(instance, 1)", lambda: session.get(sandy, 1))
-        obs.append(("message", _starts(err, "Expected mapped class or mapper, got: ")))
+        obs.append(
+            ("message", message_starts_or_none(err, "Expected mapped class or mapper, got: "))
+        )
         obs.sql("no SQL")
         obs.append(("get(User, 1) still", session.get(User, 1) is sandy))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["get(instance, 1)"][1:] == ("raises", "ArgumentError")
     assert facts["message"][1] is True
     assert facts["no SQL"][1] == []
@@ -271,7 +267,7 @@ def test_an_object_of_another_live_session(engine: Engine, ref_engine: Engine) -
         obs.append(("moved", sandy in second, api.state(sandy)))
         second.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     for method in OTHER_SESSION_METHODS:
         assert facts[method][1:] == ("raises", "InvalidRequestError")
         assert facts[f"{method}: still in first"][1:] == (True, False)
@@ -369,7 +365,7 @@ def test_a_session_survives_engine_dispose_like_the_orm(engine: Engine, ref_engi
         obs.append(("values", sandy.name, patrick.name))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["rows"][1] == [
         (1, "flushed before dispose"),
         (2, "changed after dispose"),
@@ -414,7 +410,7 @@ def test_a_permanently_closed_session_refuses_work_like_the_orm(
         obs.rec.clear()
         for label, op in CLOSED_OPERATIONS:
             err = obs.error(label, lambda op=op: op(session, User, sandy))
-            obs.append((f"{label}: message", _starts(err, PERMANENTLY_CLOSED)))
+            obs.append((f"{label}: message", message_starts_or_none(err, PERMANENTLY_CLOSED)))
         obs.sql("no SQL")
         obs.append(("sandy", api.state(sandy), sandy.name))
         obs.append(("rows", _rows(engine)))
@@ -424,7 +420,7 @@ def test_a_permanently_closed_session_refuses_work_like_the_orm(
         obs.append(("rows after", _rows(engine)[0]))
         fresh.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     for label, _ in CLOSED_OPERATIONS:
         if label in ("rollback", "flush", "close"):
             assert facts[label][1:] == ("ok",)
@@ -491,7 +487,7 @@ def test_get_with_a_wrong_identifier_is_refused_like_the_orm(
         obs.rec.clear()
         for label, cls, ident in WRONG_IDENTIFIERS:
             err = obs.error(label, lambda cls=cls, ident=ident: session.get(classes[cls], ident))
-            obs.append((f"{label}: message", _starts(err, "Incorrect ")))
+            obs.append((f"{label}: message", message_starts_or_none(err, "Incorrect ")))
         obs.sql("no SQL")
         obs.append(("right ones", session.get(classes["Pair"], (1, "x")).name))
         obs.append(("by name", session.get(classes["Pair"], {"b": "x", "a": 1}).name))
@@ -502,7 +498,7 @@ def test_get_with_a_wrong_identifier_is_refused_like_the_orm(
         obs.append(("warnings", [str(w.message)[:50] for w in caught]))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     for label, _, _ in WRONG_IDENTIFIERS:
         assert facts[label][1:] == ("raises", "InvalidRequestError")
         assert facts[f"{label}: message"][1] is True
@@ -550,6 +546,6 @@ def test_get_with_a_value_of_the_wrong_type_like_the_orm(
         obs.append(("rows after", _rows(engine)[1]))
         session.close()
 
-    facts = _facts(compare(scen, engine, ref_engine))
+    facts = by_label(compare(scen, engine, ref_engine))
     assert facts["rows"][1][0] == (1, "sandy")
     assert facts["rows after"][1] == (2, "patrick, committed")

@@ -11,6 +11,8 @@ from models import item_model, setup_users
 from reference import Api, Obs, compare
 from sqlalchemy import Engine, event, select
 
+from support import step_kinds
+
 
 @pytest.fixture
 def sp_engine(engine: Engine) -> Engine:
@@ -34,13 +36,6 @@ def with_real_savepoints(engine: Engine) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
-
-
-def kinds(obs: Obs, label: str) -> list[str]:
-    for o in obs:
-        if o[0] == label:
-            return [e[0] if e[0] != "SQL" else e[1].split()[0] for e in o[1]]
-    raise KeyError(label)
 
 
 def names(api: Api, engine: Engine, User: Any) -> list[str]:
@@ -90,14 +85,17 @@ def test_J1_J2_savepoint_rollback_touches_only_what_changed_inside(
 ) -> None:
     obs = compare(savepoint_rollback, sp_engine, sp_ref_engine)
     facts = {o[0]: o for o in obs}
-    assert "SAVEPOINT" not in kinds(
+    assert "SAVEPOINT" not in step_kinds(
         obs, "begin_nested flushes pending work first; SAVEPOINT not yet emitted"
     )
-    assert "INSERT" in kinds(
+    assert "INSERT" in step_kinds(
         obs, "begin_nested flushes pending work first; SAVEPOINT not yet emitted"
     )
-    assert kinds(obs, "SAVEPOINT with the first SQL inside it")[:2] == ["SAVEPOINT", "SAVEPOINT"]
-    assert kinds(obs, "ROLLBACK TO SAVEPOINT")[0] == "ROLLBACK TO SAVEPOINT"
+    assert step_kinds(obs, "SAVEPOINT with the first SQL inside it")[:2] == [
+        "SAVEPOINT",
+        "SAVEPOINT",
+    ]
+    assert step_kinds(obs, "ROLLBACK TO SAVEPOINT")[0] == "ROLLBACK TO SAVEPOINT"
     assert facts["sandy (flushed update)"][1] == []
     assert facts["patrick (deleted inside)"][2:] == ("persistent", True)
     assert facts["patrick (deleted inside)"][1] == ["fullname", "id", "name"]
@@ -152,8 +150,8 @@ def savepoint_context_manager(api: Api, engine: Engine, obs: Obs) -> None:
 
 def test_J3_begin_nested_context_manager(sp_engine: Engine, sp_ref_engine: Engine) -> None:
     obs = compare(savepoint_context_manager, sp_engine, sp_ref_engine)
-    assert "RELEASE SAVEPOINT" in kinds(obs, "success: RELEASE SAVEPOINT")
-    assert "ROLLBACK TO SAVEPOINT" in kinds(obs, "exception: ROLLBACK TO SAVEPOINT")
+    assert "RELEASE SAVEPOINT" in step_kinds(obs, "success: RELEASE SAVEPOINT")
+    assert "ROLLBACK TO SAVEPOINT" in step_kinds(obs, "exception: ROLLBACK TO SAVEPOINT")
     assert obs[-1] == ("rows", ["released", "patrick", "squidward"])
 
 
@@ -187,7 +185,7 @@ def test_J4_failed_flush_inside_savepoint(sp_engine: Engine, sp_ref_engine: Engi
     obs = compare(failed_flush_in_savepoint, sp_engine, sp_ref_engine)
     facts = {o[0]: o for o in obs}
     assert facts["flush fails"][2] == "IntegrityError"
-    assert "ROLLBACK TO SAVEPOINT" in kinds(obs, "ROLLBACK TO SAVEPOINT at once")
+    assert "ROLLBACK TO SAVEPOINT" in step_kinds(obs, "ROLLBACK TO SAVEPOINT at once")
     assert facts["session needs the savepoint's rollback"][2] == "PendingRollbackError"
     assert facts["savepoint rollback: no further SQL"][1] == []
     assert facts["rows"][1] == ["1", "2", "4"]
@@ -219,7 +217,7 @@ def test_J5_session_rollback_and_commit_while_nested(
     sp_engine: Engine, sp_ref_engine: Engine
 ) -> None:
     obs = compare(session_rollback_while_nested, sp_engine, sp_ref_engine)
-    commit = kinds(obs, "session.commit() releases and commits")
+    commit = step_kinds(obs, "session.commit() releases and commits")
     assert commit[-3:] == ["RELEASE SAVEPOINT", "RELEASE", "COMMIT"]
     assert obs[-1][1][-2:] == ["outer2", "inner2"]
     assert "outer" not in obs[-1][1]
@@ -288,9 +286,9 @@ def test_J6_J9_join_an_external_transaction(
     facts = {o[0]: o for o in obs}
     assert facts["connection open after close"][1] is True
     if mode == "control_fully":
-        assert "COMMIT" in kinds(obs, "session commit")
+        assert "COMMIT" in step_kinds(obs, "session commit")
     else:
-        assert "COMMIT" not in kinds(obs, "session commit")
+        assert "COMMIT" not in step_kinds(obs, "session commit")
     if mode == "create_savepoint":
         assert facts["external after rollback"][1] is True
         assert facts["rows"][1] == ["sandy", "patrick", "squidward"]
@@ -337,7 +335,7 @@ def test_J9_conditional_savepoint_inside_savepoint(
     sp_engine: Engine, sp_ref_engine: Engine
 ) -> None:
     obs = compare(join_conditional_inside_savepoint, sp_engine, sp_ref_engine)
-    assert "RELEASE SAVEPOINT" in kinds(obs, obs[0][0])
+    assert "RELEASE SAVEPOINT" in step_kinds(obs, obs[0][0])
 
 
 def join_connection_without_transaction(api: Api, engine: Engine, obs: Obs) -> None:
@@ -355,5 +353,5 @@ def join_connection_without_transaction(api: Api, engine: Engine, obs: Obs) -> N
 
 def test_J9_given_connection_without_transaction(sp_engine: Engine, sp_ref_engine: Engine) -> None:
     obs = compare(join_connection_without_transaction, sp_engine, sp_ref_engine)
-    assert "COMMIT" in kinds(obs, "begins and commits on the given connection")
+    assert "COMMIT" in step_kinds(obs, "begins and commits on the given connection")
     assert obs[-1][1][-1] == "committed"
