@@ -71,7 +71,7 @@ def empty_users(api: Api, engine: Any) -> Any:
 
 
 def setup_users_table(api: Api, engine: Any, names: tuple[str, ...] = ("a", "b", "c", "d")) -> Any:
-    """A ``users`` table (the SPEC's name) with one committed row per name, ids 1..n."""
+    """A ``users`` table (the name docs/behaviour.md uses), one committed row per name, ids 1..n."""
     Base, User = user_model(api, "users")
     Base.metadata.create_all(engine)
     with api.Session(engine) as s:

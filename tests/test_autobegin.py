@@ -1,11 +1,11 @@
-"""Autobegin and the lazy connection (SPEC B): which calls begin a transaction, when a
-connection is checked out and released, begin() and its context manager,
-autobegin=False, and the echo log.
+"""Autobegin and the lazy connection (docs/behaviour.md, "Beginning a transaction"): which
+calls begin a transaction, when a connection is checked out and released, begin() and its
+context manager, autobegin=False, and the echo log.
 
 Each scenario runs on sessionkit and on the SQLAlchemy ORM through ``compare()``; the
 recorded SQL, transaction and pool events, states and error classes must be equal. After
-each comparison a few spot checks pin the expected facts from the SPEC, so a behaviour
-shared by both runs but contrary to the SPEC cannot hide.
+each comparison a few spot checks pin the expected facts from docs/behaviour.md, so a
+behaviour shared by both runs but contrary to the documented behaviour cannot hide.
 
 Messages are checked by prefix inside the scenario (``str(err).startswith(<reference's
 words>)``) so that the same check runs on both libraries; sessionkit may add guidance
@@ -51,7 +51,7 @@ def b1_fresh_session(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("after rollback", s.in_transaction(), engine.pool.checkedout()))
 
 
-def test_B1_fresh_session_flush_commit_rollback_do_nothing(
+def test_begin1_fresh_session_flush_commit_rollback_do_nothing(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(b1_fresh_session, engine, ref_engine))
@@ -85,7 +85,7 @@ def b2_lazy_connection(api: Api, engine: Engine, obs: Obs) -> None:
     obs.sql("close", pool=True)
 
 
-def test_B2_connection_acquired_lazily_and_released_at_commit(
+def test_begin2_connection_acquired_lazily_and_released_at_commit(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(b2_lazy_connection, engine, ref_engine))
@@ -146,7 +146,7 @@ def b3_entry_points(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_B3_entry_points_that_need_sql_autobegin_and_acquire(
+def test_begin3_entry_points_that_need_sql_autobegin_and_acquire(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(b3_entry_points, engine, ref_engine))
@@ -201,7 +201,7 @@ def b4_autobegin_without_sql(api: Api, engine: Engine, obs: Obs) -> None:
         s.close()
 
 
-def test_B4_attaching_or_modifying_autobegins_without_a_connection(
+def test_begin4_attaching_or_modifying_autobegins_without_a_connection(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(b4_autobegin_without_sql, engine, ref_engine))
@@ -223,7 +223,7 @@ def b4_merge(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_B4_merge_autobegins_without_a_connection(engine: Engine, ref_engine: Engine) -> None:
+def test_begin4_merge_autobegins_without_a_connection(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(b4_merge, engine, ref_engine))
     assert facts["merge of a transient object"][1] == []
     assert facts["merged"][1:] == ("pending", True)
@@ -244,7 +244,7 @@ def b5_get_hit(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_B5_get_hit_begins_nothing(engine: Engine, ref_engine: Engine) -> None:
+def test_begin5_get_hit_begins_nothing(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(b5_get_hit, engine, ref_engine))
     assert facts["identical"][1] is True
     assert facts["get hit"][1] == []
@@ -277,7 +277,9 @@ def b6_commit_without_connection(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_B6_commit_without_a_connection_emits_nothing(engine: Engine, ref_engine: Engine) -> None:
+def test_commit5_commit_without_a_connection_emits_nothing(
+    engine: Engine, ref_engine: Engine
+) -> None:
     facts = by_unique_label(compare(b6_commit_without_connection, engine, ref_engine))
     assert facts["attached"][1:] == (True, "persistent")
     assert facts["commit of add(detached)"][1] == []
@@ -320,7 +322,7 @@ def b7_autobegin_disabled(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_B7_autobegin_disabled(engine: Engine, ref_engine: Engine) -> None:
+def test_begin6_autobegin_disabled(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(b7_autobegin_disabled, engine, ref_engine))
     for label in ("execute", "scalars", "add", "get", "connection", "commit", "expired read"):
         assert facts[label][1:] == ("raises", "InvalidRequestError"), label
@@ -369,7 +371,7 @@ def b8_begin_twice(api: Api, engine: Engine, obs: Obs) -> None:
     obs.sql("sql", pool=True)
 
 
-def test_B8_begin_while_a_transaction_exists(engine: Engine, ref_engine: Engine) -> None:
+def test_begin7_begin_while_a_transaction_exists(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(b8_begin_twice, engine, ref_engine))
     for label in ("begin after add", "begin after begin", "begin with a connection held"):
         assert facts[label][1:] == ("raises", "InvalidRequestError")
@@ -415,7 +417,7 @@ def b9_begin_block(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_B9_begin_block_commits_or_rolls_back_and_releases(
+def test_begin8_begin_block_commits_or_rolls_back_and_releases(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(b9_begin_block, engine, ref_engine))
@@ -460,7 +462,9 @@ def b10_echo(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("log", handler.lines))
 
 
-def test_B10_echo_log_of_add_and_commit(engine: Engine, ref_engine: Engine, backend: Any) -> None:
+def test_begin9_echo_log_of_add_and_commit(
+    engine: Engine, ref_engine: Engine, backend: Any
+) -> None:
     facts = by_unique_label(compare(b10_echo, engine, ref_engine))
     lines = facts["log"][1]
     assert lines[0] == "BEGIN (implicit)"

@@ -1,6 +1,6 @@
-"""Autoflush (SPEC I8, I9): which operations flush pending changes first and which do not,
-and how an error raised by an autoflush is reported. Each scenario runs on sessionkit and
-on the SQLAlchemy ORM.
+"""Autoflush (docs/behaviour.md: flush-11, flush-12): which operations flush pending changes
+first and which do not, and how an error raised by an autoflush is reported. Each scenario
+runs on sessionkit and on the SQLAlchemy ORM.
 
 Every scenario records the SQL and transaction events the engine sees, object states,
 ``__dict__`` contents, error class names and warning categories; the two libraries must
@@ -27,7 +27,7 @@ AUTOFLUSH_PREFIX = (
 )
 
 
-# -- I8. Autoflush points ------------------------------------------------------------------
+# -- flush-11. Autoflush points ------------------------------------------------------------
 
 
 @dataclass
@@ -98,7 +98,7 @@ AUTOFLUSH_POINTS: list[tuple[str, dict[str, Any], Callable[[_Ctx], Any], bool]] 
 @pytest.mark.parametrize(
     ("label", "kw", "op", "flushes"), AUTOFLUSH_POINTS, ids=[p[0] for p in AUTOFLUSH_POINTS]
 )
-def test_I8_autoflush_points(
+def test_flush11_autoflush_points(
     engine: Engine,
     ref_engine: Engine,
     label: str,
@@ -130,7 +130,7 @@ def test_I8_autoflush_points(
         assert kinds.index("INSERT") < kinds.index("SELECT")
 
 
-# -- I9. Autoflush errors ------------------------------------------------------------------
+# -- flush-12. Autoflush errors ------------------------------------------------------------
 
 
 AUTOFLUSH_TRIGGERS: list[tuple[str, Callable[[Any, Any, Any], Any], bool]] = [
@@ -148,7 +148,7 @@ AUTOFLUSH_TRIGGERS: list[tuple[str, Callable[[Any, Any, Any], Any], bool]] = [
 @pytest.mark.parametrize(
     ("label", "trigger", "prefixed"), AUTOFLUSH_TRIGGERS, ids=[t[0] for t in AUTOFLUSH_TRIGGERS]
 )
-def test_I9_autoflush_error_is_reraised_with_prefix(
+def test_flush12_autoflush_error_is_reraised_with_prefix(
     engine: Engine,
     ref_engine: Engine,
     label: str,

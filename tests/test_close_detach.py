@@ -1,12 +1,13 @@
-"""Detaching objects (SPEC A7, A8, A13, A14) and closing the session (F): expunge(), close(),
-a garbage-collected session, deleted objects after close or commit, the context managers,
+"""Detaching objects (docs/behaviour.md: states-8, states-9, states-15, close-1) and closing
+the session (docs/behaviour.md, "Close, reset and detached objects"): expunge(), close(), a
+garbage-collected session, deleted objects after close or commit, the context managers,
 close_resets_only=False with reset(), and expunge_all(). Each scenario runs on sessionkit
 and on the SQLAlchemy ORM.
 
 Each scenario runs on sessionkit and on the SQLAlchemy ORM through ``compare()``; the
 recorded SQL, transaction and pool events, states and error classes must be equal. After
-each comparison a few spot checks pin the expected facts from the SPEC, so a behaviour
-shared by both runs but contrary to the SPEC cannot hide.
+each comparison a few spot checks pin the expected facts from docs/behaviour.md, so a
+behaviour shared by both runs but contrary to the documented behaviour cannot hide.
 
 Messages are checked by prefix inside the scenario (``str(err).startswith(<reference's
 words>)``) so that the same check runs on both libraries; sessionkit may add guidance
@@ -37,10 +38,10 @@ from support import (
     user_ids,
 )
 
-# -- A7, A8, A13, A14. Objects leaving the session -----------------------------------------
+# -- states-8, states-9, states-15, close-1. Objects leaving the session -------------------
 
 
-def test_A7_expunge(engine: Engine, ref_engine: Engine) -> None:
+def test_states9_expunge(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -93,7 +94,7 @@ def test_A7_expunge(engine: Engine, ref_engine: Engine) -> None:
     assert facts["states after errors"][1:] == ("detached", "transient")
 
 
-def test_A8_close_detaches_persistent_and_makes_pending_transient(
+def test_close1_close_detaches_persistent_and_makes_pending_transient(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -139,7 +140,7 @@ def test_A8_close_detaches_persistent_and_makes_pending_transient(
     assert facts["checked out"][1] == 0
 
 
-def test_A13_garbage_collected_session_detaches_its_objects(
+def test_states15_garbage_collected_session_detaches_its_objects(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -180,7 +181,7 @@ def test_A13_garbage_collected_session_detaches_its_objects(
     assert facts["pending inserted"][1] == ("User", (4,), None)
 
 
-def test_A14_delete_detached_reattaches_then_rollback_restores(
+def test_states8_delete_detached_reattaches_then_rollback_restores(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -229,7 +230,7 @@ def _flushed_delete_then(api: Api, engine: Engine, how: str) -> tuple[Any, Any]:
 
 
 @pytest.mark.parametrize("how", ["close", "commit with expire_on_commit=False"])
-def test_A14_flushed_delete_is_detached_in_sessionkit(engine: Engine, how: str) -> None:
+def test_states8_flushed_delete_is_detached_in_sessionkit(engine: Engine, how: str) -> None:
     """A documented difference: sessionkit detaches a flushed-deleted object on close()
     (and on commit with expire_on_commit=False); the reference leaves it 'deleted' and
     attached to the closed session."""
@@ -248,7 +249,9 @@ def test_A14_flushed_delete_is_detached_in_sessionkit(engine: Engine, how: str) 
 
 
 @pytest.mark.parametrize("how", ["close", "commit with expire_on_commit=False"])
-def test_A14_reference_quirk_leaves_flushed_delete_attached(ref_engine: Engine, how: str) -> None:
+def test_states8_reference_quirk_leaves_flushed_delete_attached(
+    ref_engine: Engine, how: str
+) -> None:
     """The reference side of the difference above, so a change in it is noticed."""
     session, u = _flushed_delete_then(ORM, ref_engine, how)
     insp = ORM.inspect(u)
@@ -287,7 +290,7 @@ def f1_close_after_flushed_insert(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("rows", user_ids(api, engine, User)))
 
 
-def test_F1_close_detaches_objects_inserted_in_the_rolled_back_transaction(
+def test_close2_close_detaches_objects_inserted_in_the_rolled_back_transaction(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(f1_close_after_flushed_insert, engine, ref_engine))
@@ -324,7 +327,7 @@ def f2_detached_keeps_values(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("message", message_starts(err, not_bound(users[1]))))
 
 
-def test_F2_detached_objects_keep_loaded_values(engine: Engine, ref_engine: Engine) -> None:
+def test_close3_detached_objects_keep_loaded_values(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(f2_detached_keeps_values, engine, ref_engine))
     assert facts["values"][1] == [
         (1, "sandy", "Sandy"),
@@ -355,7 +358,7 @@ def f3_reusable_after_close(api: Api, engine: Engine, obs: Obs) -> None:
     obs.sql("close again", pool=True)
 
 
-def test_F3_session_reusable_after_close_with_fresh_identity_map(
+def test_close4_session_reusable_after_close_with_fresh_identity_map(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(f3_reusable_after_close, engine, ref_engine))
@@ -387,7 +390,7 @@ def f4_context_managers(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("rows", [r[1] for r in user_ids(api, engine, User)]))
 
 
-def test_F4_context_managers_close_and_detach(engine: Engine, ref_engine: Engine) -> None:
+def test_close5_context_managers_close_and_detach(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(f4_context_managers, engine, ref_engine))
     assert event_kinds(facts["with Session() as s, s.begin()"][1]) == [
         "checkout",
@@ -454,7 +457,7 @@ def f5_close_resets_only_false(api: Api, engine: Engine, obs: Obs) -> None:
     obs.error("get after the final close", lambda: r.get(User, 3))
 
 
-def test_F5_close_resets_only_false_closes_for_good(engine: Engine, ref_engine: Engine) -> None:
+def test_close6_close_resets_only_false_closes_for_good(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(f5_close_resets_only_false, engine, ref_engine))
     raising = ("add", "add detached", "get", "execute", "scalars", "connection", "begin", "commit")
     for label in raising:
@@ -494,7 +497,7 @@ def f6_expunge_all(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_F6_expunge_all_keeps_transaction_and_connection(
+def test_close7_expunge_all_keeps_transaction_and_connection(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(f6_expunge_all, engine, ref_engine))

@@ -1,11 +1,12 @@
-"""commit() (SPEC C) and rollback() (SPEC D): what each expires, detaches and releases,
-commit() after a failed flush, and what rollback() undoes: unflushed delete marks,
-rolled-back INSERTs and primary-key changes (D6).
+"""commit() (docs/behaviour.md, "Commit") and rollback() (docs/behaviour.md, "Rollback"):
+what each expires, detaches and releases, commit() after a failed flush, and what
+rollback() undoes: unflushed delete marks, rolled-back INSERTs and primary-key changes
+(rollback-7).
 
 Each scenario runs on sessionkit and on the SQLAlchemy ORM through ``compare()``; the
 recorded SQL, transaction and pool events, states and error classes must be equal. After
-each comparison a few spot checks pin the expected facts from the SPEC, so a behaviour
-shared by both runs but contrary to the SPEC cannot hide.
+each comparison a few spot checks pin the expected facts from docs/behaviour.md, so a
+behaviour shared by both runs but contrary to the documented behaviour cannot hide.
 
 Messages are checked by prefix inside the scenario (``str(err).startswith(<reference's
 words>)``) so that the same check runs on both libraries; sessionkit may add guidance
@@ -58,7 +59,7 @@ def c1_c2_commit_expires_everything(api: Api, engine: Engine, obs: Obs) -> None:
         obs.append((label, api.loaded(o), api.state(o), o in s, insp.expired))
     obs.append(("after commit", s.in_transaction(), engine.pool.checkedout()))
 
-    # C2: the next access reloads all columns at once; later reads emit nothing.
+    # commit-2: the next access reloads all columns at once; later reads emit nothing.
     obs.append(("sandy fullname", sandy.fullname))
     obs.sql("first read", pool=True)
     obs.append(("sandy rest", sandy.id, sandy.name, api.visible(sandy)))
@@ -69,7 +70,7 @@ def c1_c2_commit_expires_everything(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_C1_C2_commit_expires_every_object_and_reload_is_one_select(
+def test_commit1_commit2_commit_expires_every_object_and_reload_is_one_select(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(c1_c2_commit_expires_everything, engine, ref_engine))
@@ -110,7 +111,7 @@ def c3_no_expire_on_commit(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_C3_expire_on_commit_false_keeps_values(engine: Engine, ref_engine: Engine) -> None:
+def test_commit3_expire_on_commit_false_keeps_values(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(c3_no_expire_on_commit, engine, ref_engine))
     assert facts["sandy"][1:] == (
         {"id": 1, "name": "Sandy2", "fullname": "Sandy"},
@@ -147,7 +148,9 @@ def c4_deleted_detached_at_commit(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_C4_flushed_deletes_become_detached_at_commit(engine: Engine, ref_engine: Engine) -> None:
+def test_commit4_flushed_deletes_become_detached_at_commit(
+    engine: Engine, ref_engine: Engine
+) -> None:
     facts = by_unique_label(compare(c4_deleted_detached_at_commit, engine, ref_engine))
     assert facts["flushed"][1] == "deleted"
     assert event_kinds(facts["commit"][1]) == ["DELETE", "COMMIT"]
@@ -177,7 +180,7 @@ def c5_shared(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_C5_expire_on_commit_false_deleted_object_shared_facts(
+def test_commit4_expire_on_commit_false_deleted_object_shared_facts(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(c5_shared, engine, ref_engine))
@@ -199,7 +202,7 @@ def c5_states(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_C5_sessionkit_detaches_committed_deleted_object(
+def test_commit4_sessionkit_detaches_committed_deleted_object(
     engine: Engine, ref_engine: Engine
 ) -> None:
     """Deliberate difference: sessionkit detaches; the reference leaves it 'deleted'."""
@@ -220,7 +223,9 @@ def c6_commit_nothing_to_flush(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_C6_commit_with_connection_but_nothing_to_flush(engine: Engine, ref_engine: Engine) -> None:
+def test_commit5_commit_with_connection_but_nothing_to_flush(
+    engine: Engine, ref_engine: Engine
+) -> None:
     facts = by_unique_label(compare(c6_commit_nothing_to_flush, engine, ref_engine))
     assert event_kinds(facts["commit"][1]) == ["COMMIT", "checkin"]
     assert facts["sandy"][1] == []
@@ -252,7 +257,7 @@ def c7_commit_after_failed_flush(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_C7_commit_after_failed_flush_raises_pending_rollback(
+def test_commit6_commit_after_failed_flush_raises_pending_rollback(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(c7_commit_after_failed_flush, engine, ref_engine))
@@ -293,7 +298,9 @@ def d1_rollback_without_transaction(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_D1_rollback_without_transaction_is_a_no_op(engine: Engine, ref_engine: Engine) -> None:
+def test_rollback1_rollback_without_transaction_is_a_no_op(
+    engine: Engine, ref_engine: Engine
+) -> None:
     facts = by_unique_label(compare(d1_rollback_without_transaction, engine, ref_engine))
     assert facts["before"][1] is False
     assert facts["rollback"][1] == []
@@ -327,7 +334,7 @@ def d2_rollback_without_connection(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_D2_rollback_without_connection_still_expires_everything(
+def test_rollback2_rollback_without_connection_still_expires_everything(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(d2_rollback_without_connection, engine, ref_engine))
@@ -366,7 +373,7 @@ def d3_rollback_releases_and_expires_earlier_commits(api: Api, engine: Engine, o
     s.close()
 
 
-def test_D3_rollback_releases_connection_and_expires_earlier_commits(
+def test_rollback3_rollback_releases_connection_and_expires_earlier_commits(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(
@@ -397,7 +404,9 @@ def d4_unflushed_delete_forgotten(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_D4_rollback_forgets_unflushed_delete_marks(engine: Engine, ref_engine: Engine) -> None:
+def test_rollback4_rollback_forgets_unflushed_delete_marks(
+    engine: Engine, ref_engine: Engine
+) -> None:
     facts = by_unique_label(compare(d4_unflushed_delete_forgotten, engine, ref_engine))
     assert facts["marked"][1:] == (True, "persistent")
     assert event_kinds(facts["rollback"][1]) == ["ROLLBACK"]
@@ -424,7 +433,7 @@ def d5_readd_rolled_back_insert(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_D5_readding_a_rolled_back_insert_sends_the_stale_id(
+def test_rollback6_readding_a_rolled_back_insert_sends_the_stale_id(
     engine: Engine, ref_engine: Engine, backend: Any
 ) -> None:
     facts = by_unique_label(compare(d5_readd_rolled_back_insert, engine, ref_engine))
@@ -466,7 +475,7 @@ def d6_pk_change_undone(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_D6_rollback_undoes_a_flushed_primary_key_change(
+def test_rollback7_rollback_undoes_a_flushed_primary_key_change(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(d6_pk_change_undone, engine, ref_engine))
@@ -498,7 +507,7 @@ def d7_reusable(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_D7_session_is_reusable_after_rollback(engine: Engine, ref_engine: Engine) -> None:
+def test_rollback8_session_is_reusable_after_rollback(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(d7_reusable, engine, ref_engine))
     assert event_kinds(facts["next transaction"][1]) == [
         "checkout",
@@ -514,10 +523,10 @@ def test_D7_session_is_reusable_after_rollback(engine: Engine, ref_engine: Engin
     assert rows[0] == (1, "sandy") and rows[-1][1] == "kept" and len(rows) == 4
 
 
-# -- D6. Primary-key changes and the identity map ------------------------------------------
+# -- rollback-7. Primary-key changes and the identity map ----------------------------------
 
 
-def test_D6_primary_key_change_moves_the_identity_map_entry(
+def test_rollback7_primary_key_change_moves_the_identity_map_entry(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:

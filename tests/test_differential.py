@@ -43,13 +43,13 @@ Fairness choices:
   SQLite).
 * SQLite runs with pysqlite's "real BEGIN/SAVEPOINT" recipe on both engines.
 * Warnings (SAWarning) are ignored, not compared.
-* KNOWN DELIBERATE DIFFERENCE (SPEC A14, C5): an object whose DELETE was flushed is
-  *detached* in sessionkit after ``close()`` (and after ``commit()`` with
-  ``expire_on_commit=False``) but stays *deleted* in the ORM. The state comparison
+* KNOWN DELIBERATE DIFFERENCE (docs/behaviour.md: states-8, commit-4): an object whose
+  DELETE was flushed is *detached* in sessionkit after ``close()`` (and after ``commit()``
+  with ``expire_on_commit=False``) but stays *deleted* in the ORM. The state comparison
   accepts sessionkit ``detached`` (with ``was_deleted``) for ORM ``deleted`` from such a
   step on; the operations that would show the same difference again are not applied to
   such objects: expunge() (the ORM detaches its object, sessionkit's is detached
-  already), assigning an attribute (autobegins the ORM's session, SPEC B4) and reading
+  already), assigning an attribute (autobegins the ORM's session, begin-4) and reading
   an expired attribute (DetachedInstanceError vs ObjectDeletedError).
 
 EXCLUSIONS: the deliberate differences listed in README ("What the differential suite
@@ -279,14 +279,14 @@ class Pair:
     # The state observed after the previous step (the ORM's).
     last_state: str = ""
     # The transaction (DifferentialMachine.txn_gen) in which a flush INSERTed the object,
-    # and whether close() then left it with a key but no row (SPEC F1).
+    # and whether close() then left it with a key but no row (docs/behaviour.md: close-2).
     inserted_in: int = -1
     rowless: bool = False
     # See the EXCLUSIONS "rolled back expired object" and "displaced by a
     # conflicting INSERT".
     ghost: bool = False
     displaced: bool = False
-    # Showing the known deliberate difference (SPEC A14, C5).
+    # Showing the known deliberate difference (docs/behaviour.md: states-8, commit-4).
     known_difference: bool = False
 
     def side(self, world: World) -> Any:
@@ -431,10 +431,11 @@ class DifferentialMachine(RuleBasedStateMachine):
     def _known_deleted_difference(
         self, what: str, pair: Pair, a: tuple[Any, ...], b: tuple[Any, ...]
     ) -> bool:
-        """KNOWN DELIBERATE DIFFERENCE (SPEC A14, C5): after close(), and after commit()
-        with expire_on_commit=False, an object whose DELETE was flushed (possibly by that
-        very step) is "deleted" in the ORM and "detached" in sessionkit. Accepted from
-        such a step on, for as long as the two states stay exactly that."""
+        """KNOWN DELIBERATE DIFFERENCE (docs/behaviour.md: states-8, commit-4): after
+        close(), and after commit() with expire_on_commit=False, an object whose DELETE was
+        flushed (possibly by that very step) is "deleted" in the ORM and "detached" in
+        sessionkit. Accepted from such a step on, for as long as the two states stay
+        exactly that."""
         if a[:2] != (False, "detached") or b[:2] != (False, "deleted"):
             return False
         if not SK.inspect(pair.sk).was_deleted:
@@ -562,7 +563,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         self._use(parent)
         # EXCLUSION "rolled back expired object".
         assume(not self._ghost_read_differs(parent, "id"))
-        # Known deliberate difference (SPEC A14, C5): see read().
+        # Known deliberate difference (docs/behaviour.md: states-8, commit-4): see read().
         assume(not (parent.known_difference and "id" not in parent.sk.__dict__))
         made: list[Any] = []
 
@@ -587,8 +588,8 @@ class DifferentialMachine(RuleBasedStateMachine):
             value = data.draw(st.sampled_from(INT_KEYS), label="value")
         else:
             value = data.draw(st.sampled_from(NAMES), label="value")
-        # Known deliberate difference (SPEC A14, C5): assigning to the ORM's "deleted"
-        # object, still attached, autobegins its session (SPEC B4).
+        # Known deliberate difference (docs/behaviour.md: states-8, commit-4): assigning to
+        # the ORM's "deleted" object, still attached, autobegins its session (begin-4).
         assume(not pair.known_difference)
         # EXCLUSION "rolled back expired object".
         assume(not pair.ghost)
@@ -607,9 +608,9 @@ class DifferentialMachine(RuleBasedStateMachine):
         attr = data.draw(st.sampled_from(ATTRS[pair.model]), label="attr")
         # EXCLUSION "rolled back expired object".
         assume(not self._ghost_read_differs(pair, attr))
-        # Known deliberate difference (SPEC A14, C5): loading an expired attribute raises
-        # DetachedInstanceError for sessionkit's detached object, ObjectDeletedError for
-        # the ORM's "deleted" one.
+        # Known deliberate difference (docs/behaviour.md: states-8, commit-4): loading an
+        # expired attribute raises DetachedInstanceError for sessionkit's detached object,
+        # ObjectDeletedError for the ORM's "deleted" one.
         assume(not (pair.known_difference and attr not in pair.sk.__dict__))
         # EXCLUSION "expired attribute of a pending object": the ORM's loader fails with
         # KeyError when the key is loaded and autoflush is off.
@@ -650,8 +651,8 @@ class DifferentialMachine(RuleBasedStateMachine):
     @rule(pair=objects)
     def expunge(self, pair: Pair) -> None:
         self._use(pair)
-        # Known deliberate difference (SPEC A14, C5): the ORM can still expunge its
-        # "deleted" object; sessionkit's is detached already.
+        # Known deliberate difference (docs/behaviour.md: states-8, commit-4): the ORM can
+        # still expunge its "deleted" object; sessionkit's is detached already.
         assume(not pair.known_difference)
         # EXCLUSION "rollback() after a failed flush re-attaches what was expunged since".
         assume(id(pair.orm) not in self._orm_deleted_in_failed_transaction())
@@ -780,7 +781,7 @@ class DifferentialMachine(RuleBasedStateMachine):
     def close(self) -> None:
         for pair in self.pairs:
             if pair.inserted_in == self.txn_gen and SK.inspect(pair.sk).has_identity:
-                pair.rowless = True  # SPEC F1: detached with the key of a rolled back row
+                pair.rowless = True  # close-2: detached with the key of a rolled back row
         self._run("close()", lambda w: w.session.close(), may_flush=False)
         self.txn_gen += 1
         self._check_rows("close()")

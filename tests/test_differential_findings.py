@@ -187,7 +187,7 @@ def test_reading_an_expired_key_of_a_re_added_object_is_refused(
 
 def test_partial_expire_keeps_an_object_fully_expired(engine: Engine, ref_engine: Engine) -> None:
     """expire(obj, [attr]) of a fully expired object leaves it fully expired: get()
-    still reloads it (SPEC H6)."""
+    still reloads it (docs/behaviour.md: identity-6)."""
 
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         Item = _items(api, engine, "k1")

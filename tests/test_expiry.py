@@ -1,11 +1,11 @@
-"""Expired attributes (SPEC E): what an expired read loads and when, partial expiry,
-refresh(), expire() and expire_all(), a row that vanished, assignments to expired
-attributes, and expired attributes of detached objects.
+"""Expired attributes (docs/behaviour.md, "Expiry and refresh"): what an expired read loads
+and when, partial expiry, refresh(), expire() and expire_all(), a row that vanished,
+assignments to expired attributes, and expired attributes of detached objects.
 
 Each scenario runs on sessionkit and on the SQLAlchemy ORM through ``compare()``; the
 recorded SQL, transaction and pool events, states and error classes must be equal. After
-each comparison a few spot checks pin the expected facts from the SPEC, so a behaviour
-shared by both runs but contrary to the SPEC cannot hide.
+each comparison a few spot checks pin the expected facts from docs/behaviour.md, so a
+behaviour shared by both runs but contrary to the documented behaviour cannot hide.
 
 Messages are checked by prefix inside the scenario (``str(err).startswith(<reference's
 words>)``) so that the same check runs on both libraries; sessionkit may add guidance
@@ -61,7 +61,7 @@ def e1_expired_load(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E1_expired_read_loads_all_columns_by_identity_key(
+def test_expiry1_expired_read_loads_all_columns_by_identity_key(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(e1_expired_load, engine, ref_engine))
@@ -101,7 +101,7 @@ def e2_partial_expire(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E2_partial_expire_loads_only_expired_unmodified_columns(
+def test_expiry2_partial_expire_loads_only_expired_unmodified_columns(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(e2_partial_expire, engine, ref_engine))
@@ -136,7 +136,7 @@ def e3_row_gone(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E3_expired_load_of_a_vanished_row(engine: Engine, ref_engine: Engine) -> None:
+def test_expiry3_expired_load_of_a_vanished_row(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(e3_row_gone, engine, ref_engine))
     assert facts["read"][1:] == ("raises", "ObjectDeletedError")
     assert facts["read: message"][1] is True
@@ -168,7 +168,7 @@ def e4_refresh(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E4_refresh_drops_own_changes_autoflushes_and_always_selects(
+def test_expiry4_refresh_drops_own_changes_autoflushes_and_always_selects(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(e4_refresh, engine, ref_engine))
@@ -214,7 +214,7 @@ def e5_refresh_expire_errors(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("refresh detached: message", message_starts(err, not_persistent(patrick))))
 
 
-def test_E5_refresh_and_expire_of_non_persistent_objects(
+def test_expiry5_refresh_and_expire_of_non_persistent_objects(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(e5_refresh_expire_errors, engine, ref_engine))
@@ -252,7 +252,9 @@ def e6_expire_all(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E6_expire_all_expires_every_object_without_sql(engine: Engine, ref_engine: Engine) -> None:
+def test_expiry6_expire_all_expires_every_object_without_sql(
+    engine: Engine, ref_engine: Engine
+) -> None:
     facts = by_unique_label(compare(e6_expire_all, engine, ref_engine))
     assert facts["expire_all"][1] == []
     users = [o for label, o in facts.items() if label.startswith("user ")]
@@ -283,7 +285,7 @@ def e7_expire_discards_changes(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E7_expire_discards_pending_changes(engine: Engine, ref_engine: Engine) -> None:
+def test_expiry7_expire_discards_pending_changes(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(e7_expire_discards_changes, engine, ref_engine))
     assert facts["dirty before"][1] is True
     assert facts["after expire"][1:] == (False, False, [])
@@ -308,7 +310,7 @@ def e7_partial_only_change(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E7_partial_expire_of_the_only_changed_attribute(
+def test_expiry7_partial_expire_of_the_only_changed_attribute(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(e7_partial_only_change, engine, ref_engine))
@@ -334,7 +336,7 @@ def e8_assign_to_expired(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E8_assign_to_expired_then_read_other(engine: Engine, ref_engine: Engine) -> None:
+def test_expiry8_assign_to_expired_then_read_other(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(e8_assign_to_expired, engine, ref_engine))
     assert facts["assign"][1] == []
     assert facts["dict"][1:] == ({"name": "new"}, True)
@@ -365,7 +367,9 @@ def e9_load_autoflushes(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E9_expired_load_autoflushes_pending_objects(engine: Engine, ref_engine: Engine) -> None:
+def test_expiry9_expired_load_autoflushes_pending_objects(
+    engine: Engine, ref_engine: Engine
+) -> None:
     facts = by_unique_label(compare(e9_load_autoflushes, engine, ref_engine))
     assert event_kinds(facts["load"][1]) == ["BEGIN", "INSERT", "SELECT"]
     assert facts["newbie"][1:] == ("persistent", 4)
@@ -391,7 +395,7 @@ def e10_query_fills_expired(api: Api, engine: Engine, obs: Obs) -> None:
     s.close()
 
 
-def test_E10_query_rows_fill_expired_objects(engine: Engine, ref_engine: Engine) -> None:
+def test_expiry10_query_rows_fill_expired_objects(engine: Engine, ref_engine: Engine) -> None:
     facts = by_unique_label(compare(e10_query_fills_expired, engine, ref_engine))
     assert event_kinds(facts["query"][1]) == ["BEGIN", "SELECT"]
     assert facts["identical"][1] is True
@@ -438,7 +442,7 @@ def e11_expired_detached(api: Api, engine: Engine, obs: Obs) -> None:
     s2.close()
 
 
-def test_E11_expired_and_detached_raises_detached_instance_error(
+def test_close3_expired_and_detached_raises_detached_instance_error(
     engine: Engine, ref_engine: Engine
 ) -> None:
     facts = by_unique_label(compare(e11_expired_detached, engine, ref_engine))
@@ -453,7 +457,7 @@ def test_E11_expired_and_detached_raises_detached_instance_error(
     assert facts["nothing ran"][1] == []
 
 
-def test_E11_sessionkit_detached_message_names_the_attribute_and_cause(engine: Engine) -> None:
+def test_close3_sessionkit_detached_message_names_the_attribute_and_cause(engine: Engine) -> None:
     """Deliberate difference: the message continues after the reference's words."""
     User = setup_users(SK, engine)
     s = SK.Session(engine)

@@ -1,7 +1,8 @@
-"""What a flush writes (SPEC I1-I7): UPDATEs, then INSERTs, then DELETEs (across tables
-parents first, children deleted first), batched INSERTs with client-assigned and generated
-keys, server defaults, UPDATEs grouped by changed columns, batched DELETEs, and the row
-switch. Each scenario runs on sessionkit and on the SQLAlchemy ORM.
+"""What a flush writes (docs/behaviour.md: flush-1, flush-3 … flush-8): UPDATEs, then
+INSERTs, then DELETEs (across tables parents first, children deleted first), batched INSERTs
+with client-assigned and generated keys, server defaults, UPDATEs grouped by changed
+columns, batched DELETEs, and the row switch. Each scenario runs on sessionkit and on the
+SQLAlchemy ORM.
 
 Every scenario records the SQL and transaction events the engine sees, object states,
 ``__dict__`` contents, error class names and warning categories; the two libraries must
@@ -35,10 +36,10 @@ def _squash(kinds: list[str]) -> list[str]:
     return [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
 
 
-# -- I1. Order -----------------------------------------------------------------------------
+# -- flush-1. Order ------------------------------------------------------------------------
 
 
-def test_I1_single_table_updates_then_inserts_then_deletes(
+def test_flush1_single_table_updates_then_inserts_then_deletes(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -81,7 +82,7 @@ def _shop(api: Api, engine: Engine) -> tuple[Any, Any, Any]:
     return Customer, Order, LineItem
 
 
-def test_I1_foreign_key_order_parents_first_children_deleted_first(fk_engine: Engine) -> None:
+def test_flush1_foreign_key_order_parents_first_children_deleted_first(fk_engine: Engine) -> None:
     """sessionkit only: the reference orders tables only through relationship().
 
     Tables are declared children first and objects are added children first; the foreign
@@ -157,10 +158,10 @@ def test_I1_foreign_key_order_parents_first_children_deleted_first(fk_engine: En
     assert deletes == ["DELETE FROM line_items", "DELETE FROM orders", "DELETE FROM customers"]
 
 
-# -- I2, I3. INSERT batching ---------------------------------------------------------------
+# -- flush-3, flush-4. INSERT batching -----------------------------------------------------
 
 
-def test_I2_client_assigned_keys_one_executemany(engine: Engine, ref_engine: Engine) -> None:
+def test_flush3_client_assigned_keys_one_executemany(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         Item = setup_items(api, engine)
         session = api.Session(engine)
@@ -187,7 +188,9 @@ def test_I2_client_assigned_keys_one_executemany(engine: Engine, ref_engine: Eng
     assert facts["rows"][1] == [(str(i), f"n{i}") for i in range(4)]
 
 
-def test_I3_generated_keys_land_on_the_right_objects(engine: Engine, ref_engine: Engine) -> None:
+def test_flush4_generated_keys_land_on_the_right_objects(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         Base, User = user_model(api, "users")
         Base.metadata.create_all(engine)
@@ -218,7 +221,7 @@ def test_I3_generated_keys_land_on_the_right_objects(engine: Engine, ref_engine:
     assert [i for _, i in facts["ids"][1]] == [1, 2, 3, 4, 5]
 
 
-def test_I3_generated_keys_across_several_batches(engine: Engine, ref_engine: Engine) -> None:
+def test_flush4_generated_keys_across_several_batches(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         Base, User = user_model(api, "users")
         Base.metadata.create_all(engine)
@@ -245,7 +248,7 @@ def test_I3_generated_keys_across_several_batches(engine: Engine, ref_engine: En
         assert 1 < facts["statements"][1] < 2500
 
 
-def test_I3_one_generated_key_row(engine: Engine, ref_engine: Engine) -> None:
+def test_flush4_one_generated_key_row(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         Base, User = user_model(api, "users")
         Base.metadata.create_all(engine)
@@ -266,7 +269,9 @@ def test_I3_one_generated_key_row(engine: Engine, ref_engine: Engine) -> None:
     assert facts["after"][1:] == ({"name": "solo", "id": 1}, ("User", (1,), None))
 
 
-def test_I3_explicit_and_generated_keys_in_one_flush(engine: Engine, ref_engine: Engine) -> None:
+def test_flush4_explicit_and_generated_keys_in_one_flush(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         Base, User = user_model(api, "users")
         Base.metadata.create_all(engine)
@@ -293,7 +298,7 @@ def test_I3_explicit_and_generated_keys_in_one_flush(engine: Engine, ref_engine:
     assert len({i for _, i in facts["ids"][1]}) == 5
 
 
-def test_I3_server_default_is_available_after_flush(engine: Engine, ref_engine: Engine) -> None:
+def test_flush4_server_default_is_available_after_flush(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         Base, Note = note_model(api)
         Base.metadata.create_all(engine)
@@ -322,7 +327,7 @@ def test_I3_server_default_is_available_after_flush(engine: Engine, ref_engine: 
     assert facts["rows"][1] == expected
 
 
-def test_I3_server_default_with_client_assigned_key(engine: Engine, ref_engine: Engine) -> None:
+def test_flush4_server_default_with_client_assigned_key(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         Base, Tag = tag_model(api)
         Base.metadata.create_all(engine)
@@ -342,10 +347,10 @@ def test_I3_server_default_with_client_assigned_key(engine: Engine, ref_engine: 
     assert facts["values"][1] == [("a", "A", "grey"), ("b", "B", "grey"), ("c", None, "red")]
 
 
-# -- I4, I5, I6. UPDATE and DELETE batching ------------------------------------------------
+# -- flush-5, flush-6, flush-7. UPDATE and DELETE batching ---------------------------------
 
 
-def test_I4_updates_grouped_by_changed_columns(engine: Engine, ref_engine: Engine) -> None:
+def test_flush5_updates_grouped_by_changed_columns(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine, ("a", "b", "c", "d", "e"))
         session = api.Session(engine)
@@ -388,7 +393,7 @@ def test_I4_updates_grouped_by_changed_columns(engine: Engine, ref_engine: Engin
     ]
 
 
-def test_I4_values_set_by_the_update_itself_are_available_after_flush(
+def test_flush5_values_set_by_the_update_itself_are_available_after_flush(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -420,7 +425,7 @@ def test_I4_values_set_by_the_update_itself_are_available_after_flush(
     assert facts["rows"][1] == expected
 
 
-def test_I5_equal_value_is_dirty_but_not_modified_and_emits_no_update(
+def test_flush6_equal_value_is_dirty_but_not_modified_and_emits_no_update(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -460,7 +465,7 @@ def test_I5_equal_value_is_dirty_but_not_modified_and_emits_no_update(
     ]
 
 
-def test_I6_deletes_are_batched(engine: Engine, ref_engine: Engine) -> None:
+def test_flush7_deletes_are_batched(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         session = api.Session(engine)
@@ -485,10 +490,10 @@ def test_I6_deletes_are_batched(engine: Engine, ref_engine: Engine) -> None:
     assert facts["rows"][1] == [(2,)]
 
 
-# -- I7. Row switch ------------------------------------------------------------------------
+# -- flush-8. Row switch -------------------------------------------------------------------
 
 
-def test_I7_row_switch_delete_and_add_same_key_is_one_update(
+def test_flush8_row_switch_delete_and_add_same_key_is_one_update(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -522,7 +527,7 @@ def test_I7_row_switch_delete_and_add_same_key_is_one_update(
     assert facts["rows"][1] == [("1", "one again"), ("2", "two")]
 
 
-def test_I7_row_switch_writes_every_attribute_set_on_the_new_object(
+def test_flush8_row_switch_writes_every_attribute_set_on_the_new_object(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:

@@ -1,6 +1,6 @@
-"""Failed flushes (SPEC I10-I13): a failed flush rolls back at once and leaves the session
-inactive until rollback(); duplicate keys; UPDATEs and DELETEs that match no row (stale
-data). Each scenario runs on sessionkit and on the SQLAlchemy ORM.
+"""Failed flushes (docs/behaviour.md: flush-13 … flush-16): a failed flush rolls back at
+once and leaves the session inactive until rollback(); duplicate keys; UPDATEs and DELETEs
+that match no row (stale data). Each scenario runs on sessionkit and on the SQLAlchemy ORM.
 
 Every scenario records the SQL and transaction events the engine sees, object states,
 ``__dict__`` contents, error class names and warning categories; the two libraries must
@@ -58,14 +58,14 @@ def _parents_and_children(api: Api, engine: Engine) -> tuple[Any, Any]:
     return Parent, Child
 
 
-# -- I10. Failed flush ---------------------------------------------------------------------
+# -- flush-13. Failed flush ----------------------------------------------------------------
 
 
 VIOLATIONS = {"foreign_key": 999, "not_null": None}
 
 
 @pytest.mark.parametrize("violation", list(VIOLATIONS))
-def test_I10_failed_flush(fk_engine: Engine, fk_ref_engine: Engine, violation: str) -> None:
+def test_flush13_failed_flush(fk_engine: Engine, fk_ref_engine: Engine, violation: str) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         Parent, Child = _parents_and_children(api, engine)
         obs.rec.clear()
@@ -152,7 +152,7 @@ def test_I10_failed_flush(fk_engine: Engine, fk_ref_engine: Engine, violation: s
     assert facts["children"][1] == [(1, 1, "c1"), (3, 1, "late")]
 
 
-def test_I10_failed_update_loses_the_changes(engine: Engine, ref_engine: Engine) -> None:
+def test_flush13_failed_update_loses_the_changes(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         _, Child = _parents_and_children(api, engine)
         session = api.Session(engine)
@@ -214,7 +214,7 @@ INACTIVE_OPERATIONS: list[tuple[str, Callable[[Any, Any, Any], Any]]] = [
 @pytest.mark.parametrize(
     ("label", "op"), INACTIVE_OPERATIONS, ids=[o[0] for o in INACTIVE_OPERATIONS]
 )
-def test_I10_every_operation_raises_pending_rollback_error(
+def test_flush13_every_operation_raises_pending_rollback_error(
     engine: Engine, ref_engine: Engine, label: str, op: Callable[[Any, Any, Any], Any]
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -244,7 +244,7 @@ def test_I10_every_operation_raises_pending_rollback_error(
     assert facts["usable after rollback"][1] == "p1"
 
 
-def test_I10_pending_rollback_message_names_the_way_out(engine: Engine) -> None:
+def test_flush13_pending_rollback_message_names_the_way_out(engine: Engine) -> None:
     session, _Parent, _p1, first = _fail_a_flush(SK, engine)
     with pytest.raises(PendingRollbackError) as info:
         session.commit()
@@ -268,7 +268,7 @@ CHANGES_WHILE_INACTIVE = [
 
 
 @pytest.mark.parametrize(("label", "change"), CHANGES_WHILE_INACTIVE)
-def test_I10_changes_made_while_inactive_are_discarded_with_a_warning(
+def test_flush13_changes_made_while_inactive_are_discarded_with_a_warning(
     engine: Engine, ref_engine: Engine, label: str, change: Callable[[Any, Any, Any], Any]
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -296,10 +296,10 @@ def test_I10_changes_made_while_inactive_are_discarded_with_a_warning(
     assert facts["p1"][1:] == ("persistent", "p1")
 
 
-# -- I11, I12. Duplicate keys --------------------------------------------------------------
+# -- flush-14, flush-15. Duplicate keys ----------------------------------------------------
 
 
-def test_I11_duplicate_pending_keys_fail_in_the_database(
+def test_flush14_duplicate_pending_keys_fail_in_the_database(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -331,7 +331,7 @@ def test_I11_duplicate_pending_keys_fail_in_the_database(
     assert facts["both transient"][1:] == ("transient", "transient")
 
 
-def test_I12_new_object_with_key_of_persistent_object_warns(
+def test_flush15_new_object_with_key_of_persistent_object_warns(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -361,10 +361,10 @@ def test_I12_new_object_with_key_of_persistent_object_warns(
     assert facts["original"][1:] == ("persistent", "transient")
 
 
-# -- I13. Stale rows -----------------------------------------------------------------------
+# -- flush-16. Stale rows ------------------------------------------------------------------
 
 
-def test_I13_update_matching_no_row_raises_stale_data_error(
+def test_flush16_update_matching_no_row_raises_stale_data_error(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -394,12 +394,12 @@ def test_I13_update_matching_no_row_raises_stale_data_error(
     assert facts["commit"][1:] == ("raises", "PendingRollbackError")
 
 
-def test_I13_stale_data_error_is_the_orm_class() -> None:
+def test_flush16_stale_data_error_is_the_orm_class() -> None:
     assert SK.StaleDataError.__name__ == "StaleDataError"
     assert SK.StaleDataError.__mro__[1].__name__ == "SQLAlchemyError"
 
 
-def test_I13_delete_matching_no_row_only_warns(engine: Engine, ref_engine: Engine) -> None:
+def test_flush16_delete_matching_no_row_only_warns(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         session = api.Session(engine, expire_on_commit=False)
@@ -428,7 +428,7 @@ def test_I13_delete_matching_no_row_only_warns(engine: Engine, ref_engine: Engin
     assert facts["rows"][1] == [(1,), (3,), (4,)]
 
 
-def test_I13_stale_rows_in_a_batch(engine: Engine, ref_engine: Engine) -> None:
+def test_flush16_stale_rows_in_a_batch(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         session = api.Session(engine, expire_on_commit=False)

@@ -1,12 +1,14 @@
-"""The identity map (SPEC H) and the session's collections (K1): one object per row, identity
-keys, rows that do not overwrite loaded attributes, weak references to unmodified objects,
-get() hits and misses; new, dirty, deleted, is_modified() and iteration. Each scenario
-runs on sessionkit and on the SQLAlchemy ORM.
+"""The identity map (docs/behaviour.md, "The identity map") and the session's collections
+(states-14): one object per row, identity keys, rows that do not overwrite loaded
+attributes, weak references to unmodified objects, get() hits and misses; new, dirty,
+deleted, is_modified() and iteration. Each scenario runs on sessionkit and on the
+SQLAlchemy ORM.
 
 Every scenario records what both libraries must agree on; the assertions after
-``compare()`` check the expected facts from the SPEC so that a bug shared by both runs
-cannot hide. Error messages are recorded with ``0x...`` addresses normalised; sessionkit
-may add guidance after the reference's words, so only the start of a message is compared.
+``compare()`` check the expected facts from docs/behaviour.md so that a bug shared by both
+runs cannot hide. Error messages are recorded with ``0x...`` addresses normalised;
+sessionkit may add guidance after the reference's words, so only the start of a message is
+compared.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from support import by_label, event_kinds, named_key, norm_addresses_and_session
 # -- H. Identity map -----------------------------------------------------------------------
 
 
-def test_H1_one_object_per_identity(engine: Engine, ref_engine: Engine) -> None:
+def test_identity1_one_object_per_identity(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -51,7 +53,7 @@ def test_H1_one_object_per_identity(engine: Engine, ref_engine: Engine) -> None:
     assert facts["one map entry per row"][1] == 3
 
 
-def test_H2_identity_keys(engine: Engine, ref_engine: Engine) -> None:
+def test_identity2_identity_keys(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         ItemBase, Item = item_model(api)
@@ -88,7 +90,7 @@ def test_H2_identity_keys(engine: Engine, ref_engine: Engine) -> None:
     assert facts["missing key"][1:] == ("raises", "KeyError")
 
 
-def test_H2_identity_map_get_like_a_mapping(engine: Engine, ref_engine: Engine) -> None:
+def test_identity2_identity_map_get_like_a_mapping(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -105,7 +107,9 @@ def test_H2_identity_map_get_like_a_mapping(engine: Engine, ref_engine: Engine) 
     assert [o[1] for o in obs] == [True, None, "default"]
 
 
-def test_H3_rows_do_not_overwrite_loaded_attributes(engine: Engine, ref_engine: Engine) -> None:
+def test_identity3_rows_do_not_overwrite_loaded_attributes(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -146,7 +150,7 @@ def test_H3_rows_do_not_overwrite_loaded_attributes(engine: Engine, ref_engine: 
     assert facts["value"][1:] == ("db value 3", False, False)
 
 
-def test_H4_unflushed_changes_survive_requery(engine: Engine, ref_engine: Engine) -> None:
+def test_identity4_unflushed_changes_survive_requery(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -174,7 +178,9 @@ def test_H4_unflushed_changes_survive_requery(engine: Engine, ref_engine: Engine
     assert facts["nothing left to flush"][1] == []
 
 
-def test_H5_unmodified_objects_are_weakly_referenced(engine: Engine, ref_engine: Engine) -> None:
+def test_identity5_unmodified_objects_are_weakly_referenced(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -222,7 +228,7 @@ def test_H5_unmodified_objects_are_weakly_referenced(engine: Engine, ref_engine:
     assert facts["inserted and committed"][1:] == (True, 0)
 
 
-def test_H5_updated_objects_are_weak_after_flush(engine: Engine, ref_engine: Engine) -> None:
+def test_identity5_updated_objects_are_weak_after_flush(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -242,7 +248,9 @@ def test_H5_updated_objects_are_weak_after_flush(engine: Engine, ref_engine: Eng
     assert obs[-1] == ("dropped after flush", True, 0)
 
 
-def test_H5_inserted_objects_are_weak_after_flush(engine: Engine, ref_engine: Engine) -> None:
+def test_identity5_inserted_objects_are_weak_after_flush(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = empty_users(api, engine)
         session = api.Session(engine)
@@ -261,7 +269,7 @@ def test_H5_inserted_objects_are_weak_after_flush(engine: Engine, ref_engine: En
     assert obs[-1] == ("dropped after flush", True, 0)
 
 
-def test_H5_duplicate_key_warning_only_while_original_is_referenced(
+def test_identity5_duplicate_key_warning_only_while_original_is_referenced(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -301,7 +309,7 @@ def test_H5_duplicate_key_warning_only_while_original_is_referenced(
     assert facts["dropped: warnings"][1] == []
 
 
-def test_H6_get_of_expired_object(engine: Engine, ref_engine: Engine) -> None:
+def test_identity6_get_of_expired_object(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -335,7 +343,7 @@ def test_H6_get_of_expired_object(engine: Engine, ref_engine: Engine) -> None:
     assert facts["map"][1] is False
 
 
-def test_H7_get_autoflushes_only_on_a_miss(engine: Engine, ref_engine: Engine) -> None:
+def test_identity7_get_autoflushes_only_on_a_miss(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -371,7 +379,9 @@ def test_H7_get_autoflushes_only_on_a_miss(engine: Engine, ref_engine: Engine) -
 # -- K. Collections ------------------------------------------------------------------------
 
 
-def test_K1_new_dirty_deleted_is_modified_and_iteration(engine: Engine, ref_engine: Engine) -> None:
+def test_states14_new_dirty_deleted_is_modified_and_iteration(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine, names=("a", "b", "c", "d"))
         session = api.Session(engine)

@@ -1,11 +1,13 @@
-"""Re-adding objects (SPEC G): add() of detached objects, of objects another session holds
-and of objects whose key is already taken, make_transient_to_detached(), and merge()
-(G5). Each scenario runs on sessionkit and on the SQLAlchemy ORM.
+"""Re-adding objects (docs/behaviour.md, "Adding, re-adding and merge"): add() of detached
+objects, of objects another session holds and of objects whose key is already taken,
+make_transient_to_detached(), and merge() (attach-5). Each scenario runs on sessionkit and
+on the SQLAlchemy ORM.
 
 Every scenario records what both libraries must agree on; the assertions after
-``compare()`` check the expected facts from the SPEC so that a bug shared by both runs
-cannot hide. Error messages are recorded with ``0x...`` addresses normalised; sessionkit
-may add guidance after the reference's words, so only the start of a message is compared.
+``compare()`` check the expected facts from docs/behaviour.md so that a bug shared by both
+runs cannot hide. Error messages are recorded with ``0x...`` addresses normalised;
+sessionkit may add guidance after the reference's words, so only the start of a message is
+compared.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from support import (
     unrecorded_rows,
 )
 
-# -- G1-G4. add() of a detached object -----------------------------------------------------
+# -- attach-1 … attach-4. add() of a detached object ---------------------------------------
 
 
-def test_G1_add_detached_reattaches_as_persistent(engine: Engine, ref_engine: Engine) -> None:
+def test_attach1_add_detached_reattaches_as_persistent(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         first = api.Session(engine)
@@ -69,7 +71,9 @@ def test_G1_add_detached_reattaches_as_persistent(engine: Engine, ref_engine: En
     assert facts["expired now loaded"][1] == {"id": 2, "name": "patrick", "fullname": "Patrick"}
 
 
-def test_G2_changes_made_while_detached_are_flushed(engine: Engine, ref_engine: Engine) -> None:
+def test_attach2_changes_made_while_detached_are_flushed(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         first = api.Session(engine)
@@ -108,7 +112,7 @@ def test_G2_changes_made_while_detached_are_flushed(engine: Engine, ref_engine: 
     ]
 
 
-def test_G3_add_object_of_another_live_session_is_an_error(
+def test_attach3_add_object_of_another_live_session_is_an_error(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -145,7 +149,7 @@ def test_G3_add_object_of_another_live_session_is_an_error(
     assert facts["no SQL"][1] == []
 
 
-def test_G4_add_detached_with_key_already_present_is_an_error(
+def test_attach4_add_detached_with_key_already_present_is_an_error(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -181,7 +185,7 @@ def test_G4_add_detached_with_key_already_present_is_an_error(
     assert facts["no SQL"][1] == []
 
 
-# -- G5. merge() ---------------------------------------------------------------------------
+# -- attach-5. merge() ---------------------------------------------------------------------
 
 
 def _detached_copy(api: Api, engine: Engine, User: Any, ident: int) -> Any:
@@ -190,7 +194,7 @@ def _detached_copy(api: Api, engine: Engine, User: Any, ident: int) -> Any:
     return obj
 
 
-def test_G5_merge_returns_the_existing_instance(engine: Engine, ref_engine: Engine) -> None:
+def test_attach5_merge_returns_the_existing_instance(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         copy = _detached_copy(api, engine, User, 1)
@@ -216,7 +220,7 @@ def test_G5_merge_returns_the_existing_instance(engine: Engine, ref_engine: Engi
     assert [s[1] for s in sql_statements(facts["flush"][1], "UPDATE")] == [("from the copy", 1)]
 
 
-def test_G5_merge_loads_the_row_with_a_select(engine: Engine, ref_engine: Engine) -> None:
+def test_attach5_merge_loads_the_row_with_a_select(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         copy = _detached_copy(api, engine, User, 2)
@@ -245,7 +249,9 @@ def test_G5_merge_loads_the_row_with_a_select(engine: Engine, ref_engine: Engine
     assert facts["rows"][1] == [(2, "changed while detached")]
 
 
-def test_G5_merge_without_a_row_makes_a_pending_copy(engine: Engine, ref_engine: Engine) -> None:
+def test_attach5_merge_without_a_row_makes_a_pending_copy(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         session = api.Session(engine)
@@ -285,7 +291,7 @@ MERGE_CASES = [
 
 
 @pytest.mark.parametrize("case", MERGE_CASES)
-def test_G5_merge_autoflushes_first(engine: Engine, ref_engine: Engine, case: str) -> None:
+def test_attach5_merge_autoflushes_first(engine: Engine, ref_engine: Engine, case: str) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         session = api.Session(engine)
@@ -307,7 +313,7 @@ def test_G5_merge_autoflushes_first(engine: Engine, ref_engine: Engine, case: st
     assert obs[1] == ("pending", "persistent", case == "key in the identity map")
 
 
-def test_G5_merge_load_false_emits_no_sql(engine: Engine, ref_engine: Engine) -> None:
+def test_attach5_merge_load_false_emits_no_sql(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         copy = _detached_copy(api, engine, User, 3)
@@ -341,7 +347,9 @@ def test_G5_merge_load_false_emits_no_sql(engine: Engine, ref_engine: Engine) ->
     assert facts["dirty object"][1:] == ("raises", "InvalidRequestError")
 
 
-def test_G5_merge_load_false_rejects_transient_objects(engine: Engine, ref_engine: Engine) -> None:
+def test_attach5_merge_load_false_rejects_transient_objects(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         session = api.Session(engine)
@@ -360,7 +368,9 @@ def test_G5_merge_load_false_rejects_transient_objects(engine: Engine, ref_engin
     assert facts["no SQL"][1] == []
 
 
-def test_G5_merge_load_false_onto_a_loaded_instance(engine: Engine, ref_engine: Engine) -> None:
+def test_attach5_merge_load_false_onto_a_loaded_instance(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users_table(api, engine)
         session = api.Session(engine)
@@ -386,10 +396,10 @@ def test_G5_merge_load_false_onto_a_loaded_instance(engine: Engine, ref_engine: 
     assert facts["flush: nothing"][1] == []
 
 
-# -- G6. make_transient_to_detached() ------------------------------------------------------
+# -- attach-6. make_transient_to_detached() ------------------------------------------------
 
 
-def test_G6_make_transient_to_detached(engine: Engine, ref_engine: Engine) -> None:
+def test_attach6_make_transient_to_detached(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         u = User(id=1, name="trusted")

@@ -1,6 +1,7 @@
-"""SAVEPOINTs (SPEC J1-J5) and joining an application's transaction (J6-J9), compared
-with the reference. SQLite runs with pysqlite's "real BEGIN/SAVEPOINT" setup, as both
-libraries' documentation recommends for savepoints on SQLite."""
+"""SAVEPOINTs (docs/behaviour.md: savepoint-1 … savepoint-3, savepoint-5, savepoint-6) and
+joining an application's transaction (join-1 … join-4), compared with the reference. SQLite
+runs with pysqlite's "real BEGIN/SAVEPOINT" setup, as both libraries' documentation
+recommends for savepoints on SQLite."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def names(api: Api, engine: Engine, User: Any) -> list[str]:
         return list(s.scalars(select(User.name).order_by(User.id)))
 
 
-# -- J1, J2 ---------------------------------------------------------------------------------
+# -- savepoint-1, savepoint-2 ---------------------------------------------------------------
 
 
 def savepoint_rollback(api: Api, engine: Engine, obs: Obs) -> None:
@@ -80,7 +81,7 @@ def savepoint_rollback(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("rows", names(api, engine, User)))
 
 
-def test_J1_J2_savepoint_rollback_touches_only_what_changed_inside(
+def test_savepoint1_savepoint2_savepoint_rollback_touches_only_what_changed_inside(
     sp_engine: Engine, sp_ref_engine: Engine
 ) -> None:
     obs = compare(savepoint_rollback, sp_engine, sp_ref_engine)
@@ -118,12 +119,12 @@ def empty_savepoint(api: Api, engine: Engine, obs: Obs) -> None:
     obs.sql("an empty savepoint emits nothing")
 
 
-def test_J1_empty_savepoint_emits_nothing(sp_engine: Engine, sp_ref_engine: Engine) -> None:
+def test_savepoint1_empty_savepoint_emits_nothing(sp_engine: Engine, sp_ref_engine: Engine) -> None:
     obs = compare(empty_savepoint, sp_engine, sp_ref_engine)
     assert obs[-1] == ("an empty savepoint emits nothing", [])
 
 
-# -- J3 -------------------------------------------------------------------------------------
+# -- savepoint-3 ----------------------------------------------------------------------------
 
 
 def savepoint_context_manager(api: Api, engine: Engine, obs: Obs) -> None:
@@ -148,14 +149,14 @@ def savepoint_context_manager(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("rows", names(api, engine, User)))
 
 
-def test_J3_begin_nested_context_manager(sp_engine: Engine, sp_ref_engine: Engine) -> None:
+def test_savepoint3_begin_nested_context_manager(sp_engine: Engine, sp_ref_engine: Engine) -> None:
     obs = compare(savepoint_context_manager, sp_engine, sp_ref_engine)
     assert "RELEASE SAVEPOINT" in step_kinds(obs, "success: RELEASE SAVEPOINT")
     assert "ROLLBACK TO SAVEPOINT" in step_kinds(obs, "exception: ROLLBACK TO SAVEPOINT")
     assert obs[-1] == ("rows", ["released", "patrick", "squidward"])
 
 
-# -- J4 -------------------------------------------------------------------------------------
+# -- savepoint-5 ----------------------------------------------------------------------------
 
 
 def failed_flush_in_savepoint(api: Api, engine: Engine, obs: Obs) -> None:
@@ -181,7 +182,7 @@ def failed_flush_in_savepoint(api: Api, engine: Engine, obs: Obs) -> None:
         obs.append(("rows", list(check.scalars(select(Item.id).order_by(Item.id)))))
 
 
-def test_J4_failed_flush_inside_savepoint(sp_engine: Engine, sp_ref_engine: Engine) -> None:
+def test_savepoint5_failed_flush_inside_savepoint(sp_engine: Engine, sp_ref_engine: Engine) -> None:
     obs = compare(failed_flush_in_savepoint, sp_engine, sp_ref_engine)
     facts = {o[0]: o for o in obs}
     assert facts["flush fails"][2] == "IntegrityError"
@@ -191,7 +192,7 @@ def test_J4_failed_flush_inside_savepoint(sp_engine: Engine, sp_ref_engine: Engi
     assert facts["rows"][1] == ["1", "2", "4"]
 
 
-# -- J5 -------------------------------------------------------------------------------------
+# -- savepoint-6 ----------------------------------------------------------------------------
 
 
 def session_rollback_while_nested(api: Api, engine: Engine, obs: Obs) -> None:
@@ -213,7 +214,7 @@ def session_rollback_while_nested(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("rows", names(api, engine, User)))
 
 
-def test_J5_session_rollback_and_commit_while_nested(
+def test_savepoint6_session_rollback_and_commit_while_nested(
     sp_engine: Engine, sp_ref_engine: Engine
 ) -> None:
     obs = compare(session_rollback_while_nested, sp_engine, sp_ref_engine)
@@ -241,12 +242,12 @@ def nested_levels(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("rows", names(api, engine, User)))
 
 
-def test_J3_nested_context_managers(sp_engine: Engine, sp_ref_engine: Engine) -> None:
+def test_savepoint3_nested_context_managers(sp_engine: Engine, sp_ref_engine: Engine) -> None:
     obs = compare(nested_levels, sp_engine, sp_ref_engine)
     assert obs[-1][1] == ["sandy", "patrick", "squidward", "level1"]
 
 
-# -- J6-J9: joining an application's transaction ---------------------------------------------
+# -- join-1 … join-4: joining an application's transaction -----------------------------------
 
 
 def join_modes(mode: str | None) -> Any:
@@ -279,7 +280,7 @@ def join_modes(mode: str | None) -> Any:
 @pytest.mark.parametrize(
     "mode", [None, "rollback_only", "create_savepoint", "control_fully", "conditional_savepoint"]
 )
-def test_J6_J9_join_an_external_transaction(
+def test_join1_join4_join_an_external_transaction(
     sp_engine: Engine, sp_ref_engine: Engine, mode: str | None
 ) -> None:
     obs = compare(join_modes(mode), sp_engine, sp_ref_engine)
@@ -311,7 +312,7 @@ def join_savepoint_test_pattern(api: Api, engine: Engine, obs: Obs) -> None:
     obs.append(("rows after teardown", names(api, engine, User)))
 
 
-def test_J8_create_savepoint_test_pattern(sp_engine: Engine, sp_ref_engine: Engine) -> None:
+def test_join3_create_savepoint_test_pattern(sp_engine: Engine, sp_ref_engine: Engine) -> None:
     obs = compare(join_savepoint_test_pattern, sp_engine, sp_ref_engine)
     assert obs[0][1][-1] == "test data"
     assert obs[-1] == ("rows after teardown", ["sandy", "patrick", "squidward"])
@@ -331,7 +332,7 @@ def join_conditional_inside_savepoint(api: Api, engine: Engine, obs: Obs) -> Non
         outer.rollback()
 
 
-def test_J9_conditional_savepoint_inside_savepoint(
+def test_join4_conditional_savepoint_inside_savepoint(
     sp_engine: Engine, sp_ref_engine: Engine
 ) -> None:
     obs = compare(join_conditional_inside_savepoint, sp_engine, sp_ref_engine)
@@ -351,7 +352,9 @@ def join_connection_without_transaction(api: Api, engine: Engine, obs: Obs) -> N
     obs.append(("rows", names(api, engine, User)))
 
 
-def test_J9_given_connection_without_transaction(sp_engine: Engine, sp_ref_engine: Engine) -> None:
+def test_join4_given_connection_without_transaction(
+    sp_engine: Engine, sp_ref_engine: Engine
+) -> None:
     obs = compare(join_connection_without_transaction, sp_engine, sp_ref_engine)
     assert "COMMIT" in step_kinds(obs, "begins and commits on the given connection")
     assert obs[-1][1][-1] == "committed"

@@ -1,12 +1,13 @@
-"""Object states (SPEC A1-A6, A9-A12): transient, pending, persistent, deleted and detached;
-what add(), flush(), commit(), delete() and make_transient() do to an object, what
-inspect() reports in each state, and how unmapped objects are refused. Each scenario runs
-on sessionkit and on the SQLAlchemy ORM.
+"""Object states (docs/behaviour.md: states-1 … states-6, states-10 … states-13): transient,
+pending, persistent, deleted and detached; what add(), flush(), commit(), delete() and
+make_transient() do to an object, what inspect() reports in each state, and how unmapped
+objects are refused. Each scenario runs on sessionkit and on the SQLAlchemy ORM.
 
 Every scenario records what both libraries must agree on; the assertions after
-``compare()`` check the expected facts from the SPEC so that a bug shared by both runs
-cannot hide. Error messages are recorded with ``0x...`` addresses normalised; sessionkit
-may add guidance after the reference's words, so only the start of a message is compared.
+``compare()`` check the expected facts from docs/behaviour.md so that a bug shared by both
+runs cannot hide. Error messages are recorded with ``0x...`` addresses normalised;
+sessionkit may add guidance after the reference's words, so only the start of a message is
+compared.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from support import by_label, event_kinds, hexid, named_key, record_message
 # -- A. Object states ----------------------------------------------------------------------
 
 
-def test_A1_new_object_is_transient(engine: Engine, ref_engine: Engine) -> None:
+def test_states2_new_object_is_transient(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = empty_users(api, engine)
         session = api.Session(engine)
@@ -52,7 +53,7 @@ def test_A1_new_object_is_transient(engine: Engine, ref_engine: Engine) -> None:
     assert facts["nothing"][1] == []
 
 
-def test_A2_add_makes_pending_without_sql(engine: Engine, ref_engine: Engine) -> None:
+def test_states3_add_makes_pending_without_sql(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = empty_users(api, engine)
         session = api.Session(engine)
@@ -79,7 +80,7 @@ def test_A2_add_makes_pending_without_sql(engine: Engine, ref_engine: Engine) ->
     assert facts["still one pending"][1:] == (1, "pending")
 
 
-def test_A3_flush_makes_persistent(engine: Engine, ref_engine: Engine) -> None:
+def test_states4_flush_makes_persistent(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = empty_users(api, engine)
         session = api.Session(engine)
@@ -104,7 +105,7 @@ def test_A3_flush_makes_persistent(engine: Engine, ref_engine: Engine) -> None:
     assert facts["left new"][1:] == (False, 0, True)
 
 
-def test_A4_commit_leaves_persistent_and_expired(engine: Engine, ref_engine: Engine) -> None:
+def test_states5_commit_leaves_persistent_and_expired(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = empty_users(api, engine)
         session = api.Session(engine)
@@ -129,7 +130,7 @@ def test_A4_commit_leaves_persistent_and_expired(engine: Engine, ref_engine: Eng
     assert event_kinds(facts["reload: BEGIN + SELECT"][1]) == ["BEGIN", "SELECT"]
 
 
-def test_A5_delete_marks_then_flush_deletes_then_commit_detaches(
+def test_states6_delete_marks_then_flush_deletes_then_commit_detaches(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -166,7 +167,9 @@ def test_A5_delete_marks_then_flush_deletes_then_commit_detaches(
     assert facts["values kept"][1:] == (row, False)
 
 
-def test_A5b_delete_expired_object_loads_row_at_flush(engine: Engine, ref_engine: Engine) -> None:
+def test_states6_delete_expired_object_loads_row_at_flush(
+    engine: Engine, ref_engine: Engine
+) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = setup_users(api, engine)
         session = api.Session(engine)
@@ -197,7 +200,7 @@ def test_A5b_delete_expired_object_loads_row_at_flush(engine: Engine, ref_engine
     )
 
 
-def test_A6_delete_transient_is_an_error(engine: Engine, ref_engine: Engine) -> None:
+def test_states10_delete_transient_is_an_error(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = empty_users(api, engine)
         session = api.Session(engine)
@@ -233,7 +236,7 @@ def test_A6_delete_transient_is_an_error(engine: Engine, ref_engine: Engine) -> 
     assert facts["no SQL"][1] == []
 
 
-def test_A9_add_deleted_is_an_error_until_make_transient(
+def test_states11_add_deleted_is_an_error_until_make_transient(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
@@ -298,7 +301,7 @@ def test_A9_add_deleted_is_an_error_until_make_transient(
     assert facts["persistent again"][1:] == ("persistent", ("User", (3,), None))
 
 
-def test_A10_inspection_through_every_state(engine: Engine, ref_engine: Engine) -> None:
+def test_states1_inspection_through_every_state(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = empty_users(api, engine)
         session = api.Session(engine)
@@ -318,7 +321,7 @@ def test_A10_inspection_through_every_state(engine: Engine, ref_engine: Engine) 
                 "key is identity_key": insp.key == insp.identity_key,
                 "identity": insp.identity,
                 "session": "this" if insp.session is session else insp.session,
-                # For objects without identity see test_A10_modified_flag_of_new_objects.
+                # For objects without identity see test_states1_modified_flag_of_new_objects.
                 "modified": insp.modified if insp.has_identity else "n/a",
                 "expired": insp.expired,
                 "expired_attributes": sorted(insp.expired_attributes),
@@ -407,7 +410,7 @@ def test_A10_inspection_through_every_state(engine: Engine, ref_engine: Engine) 
     assert snaps["detached"]["has_identity"] is True
 
 
-def test_A10_modified_flag_of_new_objects(engine: Engine, ref_engine: Engine) -> None:
+def test_states1_modified_flag_of_new_objects(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         User = empty_users(api, engine)
         session = api.Session(engine)
@@ -429,7 +432,7 @@ def test_A10_modified_flag_of_new_objects(engine: Engine, ref_engine: Engine) ->
     assert facts["flushed"][1] is False
 
 
-def test_A11_unmapped_objects_are_rejected(engine: Engine, ref_engine: Engine) -> None:
+def test_states12_unmapped_objects_are_rejected(engine: Engine, ref_engine: Engine) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
         empty_users(api, engine)
         session = api.Session(engine)
@@ -453,12 +456,12 @@ def test_A11_unmapped_objects_are_rejected(engine: Engine, ref_engine: Engine) -
     assert facts["no SQL"][1] == []
 
 
-def test_A11_unmapped_error_class_hierarchy() -> None:
+def test_states12_unmapped_error_class_hierarchy() -> None:
     assert issubclass(SK.UnmappedInstanceError, InvalidRequestError)
     assert SK.UnmappedInstanceError.__mro__[1].__name__ == "UnmappedError"
 
 
-def test_A12_unassigned_column_is_inserted_as_null_but_not_loaded(
+def test_states13_unassigned_column_is_inserted_as_null_but_not_loaded(
     engine: Engine, ref_engine: Engine
 ) -> None:
     def scen(api: Api, engine: Engine, obs: Obs) -> None:
