@@ -4,14 +4,9 @@ from .inspection import History, InstanceInspection, inspect
 from .mapping import Mapper, declarative_base, map_imperatively
 from .query import Query
 from .retry import is_retryable, run_transaction
-from .session import (
-    Session,
-    SessionTransaction,
-    make_transient,
-    make_transient_to_detached,
-    sessionmaker,
-)
+from .session import Session, make_transient, make_transient_to_detached, sessionmaker
 from .state import NO_VALUE
+from .transaction import SessionTransaction
 
 __all__ = [
     "NO_VALUE",

@@ -10,45 +10,35 @@ rows that need a database-generated key use ``INSERT ... RETURNING`` with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, and_, bindparam
+from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
-from .exc import InvalidRequestError, StaleDataError, warn
+from .exc import ObjectDeletedError, StaleDataError, warn
+from .loading import expired_key_error, expired_keys, reload
 from .rejected import Candidate, explain
-from .state import NO_VALUE, STATE_KEY, InstanceState, state_str
+from .state import NO_VALUE, STATE_KEY, InstanceState, get_state, state_str
+from .statements import (
+    VERSION_PARAM,
+    apply_update_defaults,
+    facts_for,
+    postfetch,
+    set_pk,
+    version_conflict,
+)
 
 if TYPE_CHECKING:
+    from .identity import IdentityMap
     from .mapping import Mapper
+    from .tracking import Recorder
 
 Pair = tuple[Any, InstanceState]
 
-# The bind parameter holding the version an UPDATE or DELETE expects to find.
-VERSION_PARAM = "sk_expected_version"
-
 _table_order_cache: dict[tuple[Table, ...], list[Table]] = {}
-
-
-class FlushHost(Protocol):
-    """What the unit of work reports back to the Session as each statement succeeds."""
-
-    def _flush_load_expired(self, obj: Any, state: InstanceState) -> None: ...
-
-    def _flush_inserted(self, obj: Any, state: InstanceState, key: Any) -> None: ...
-
-    def _flush_inserted_batch(self, mapper: Mapper, pairs: list[Pair]) -> None: ...
-
-    def _flush_updated(self, obj: Any, state: InstanceState, new_key: Any) -> None: ...
-
-    def _flush_deleted(self, obj: Any, state: InstanceState) -> None: ...
-
-    def _flush_lookup(self, mapper: Mapper, key: Any) -> Any: ...
-
-    def _flush_was_deleted(self, obj: Any) -> bool: ...
 
 
 def table_order(tables: Sequence[Table]) -> list[Table]:
@@ -85,186 +75,6 @@ def _sort_persistent(pairs: list[Pair]) -> list[Pair]:
         return pairs
 
 
-class _Facts:
-    """Per-mapper facts the flush needs, computed on first flush of that class."""
-
-    def __init__(self, mapper: Mapper, dialect: Any) -> None:
-        table = mapper.table
-        self.insert_as_none = [
-            c.key
-            for c in mapper.columns
-            if not c.primary_key
-            and c.server_default is None
-            and c.default is None
-            and not c.type.should_evaluate_none
-        ]
-        self.evaluates_none = frozenset(
-            c.key for c in mapper.columns if c.type.should_evaluate_none
-        )
-        self.pk_col_keys = frozenset(c.key for c in mapper.pk_columns)
-        self.server_default_cols = [
-            c
-            for c in mapper.columns
-            if c.server_default is not None
-            or (c.default is not None and c.default.is_clause_element)
-        ]
-        self.server_default_keys = frozenset(c.key for c in self.server_default_cols)
-        self.prefer_eager = bool(table.implicit_returning and dialect.insert_executemany_returning)
-        self.build_params, self.pk_mask, self.server_default_mask = _compile_param_builder(
-            mapper, self
-        )
-        self.insert = table.insert()
-        self.update = table.update().where(
-            and_(*(c == bindparam(c._label, type_=c.type) for c in mapper.pk_columns))
-        )
-        self.delete = table.delete().where(
-            and_(*(c == bindparam(c.key, type_=c.type) for c in mapper.pk_columns))
-        )
-        vcol = mapper.version_column
-        if vcol is not None:
-            expected = vcol == bindparam(VERSION_PARAM, type_=vcol.type)
-            self.update = self.update.where(expected)
-            self.delete = self.delete.where(expected)
-
-
-def _compile_param_builder(
-    mapper: Mapper, facts: _Facts
-) -> tuple[Callable[[dict[str, Any]], tuple[dict[str, Any], int]], int, int]:
-    """Generate ``build(d) -> (params, mask)`` for INSERTs of one mapper.
-
-    Columns without any default are always sent (NULL when unset), as the reference does;
-    the others (primary key, defaults, types that store NULL themselves) only when set,
-    and ``mask`` has one bit per such column present, so records with the same mask share
-    one executemany.
-    """
-    always = set(facts.insert_as_none)
-    lines = ["def build(d):"]
-    fixed = [
-        f"{col.key!r}: d.get({attr!r})"
-        for attr, col in zip(mapper.attr_keys, mapper.columns, strict=True)
-        if col.key in always
-    ]
-    lines.append("    p = {" + ", ".join(fixed) + "}")
-    lines.append("    m = 0")
-    pk_mask = default_mask = 0
-    bit = 1
-    for attr, col in zip(mapper.attr_keys, mapper.columns, strict=True):
-        if col.key in always:
-            continue
-        if col.key in facts.evaluates_none:
-            lines.append(f"    if {attr!r} in d:")
-            lines.append(f"        p[{col.key!r}] = d[{attr!r}]")
-        else:
-            lines.append(f"    v = d.get({attr!r})")
-            lines.append("    if v is not None:")
-            lines.append(f"        p[{col.key!r}] = v")
-        lines.append(f"        m |= {bit}")
-        if col.primary_key:
-            pk_mask |= bit
-        if col.key in facts.server_default_keys:
-            default_mask |= bit
-        bit <<= 1
-    lines.append("    return p, m")
-    namespace: dict[str, Any] = {}
-    exec(
-        compile(
-            "\n".join(lines), f"<sessionkit insert params for {mapper.class_.__name__}>", "exec"
-        ),
-        namespace,
-    )
-    return namespace["build"], pk_mask, default_mask
-
-
-def _facts(mapper: Mapper, conn: Connection) -> _Facts:
-    key = ("flush_facts", conn.dialect.name, conn.dialect.driver)
-    facts = mapper.statement_cache.get(key)
-    if facts is None:
-        facts = mapper.statement_cache[key] = _Facts(mapper, conn.dialect)
-    assert isinstance(facts, _Facts)
-    return facts
-
-
-def _set_pk(mapper: Mapper, d: dict[str, Any], pk: Sequence[Any] | None) -> None:
-    if pk is None:
-        return
-    for attr, value in zip(mapper.pk_attr_keys, pk, strict=True):
-        if d.get(attr) is None:
-            d[attr] = value
-
-
-def _postfetch(
-    mapper: Mapper,
-    obj: Any,
-    state: InstanceState,
-    compiled: Any,
-    cparams: Mapping[str, Any],
-    returned: Sequence[Any] | None,
-) -> None:
-    """Values the INSERT produced: RETURNING columns and Python defaults land on the
-    object; server-side values not returned are expired so the next read loads them."""
-    d = obj.__dict__
-    attr_for_column = mapper.attr_for_column
-    returning = compiled.effective_returning or ()
-    if returned is not None:
-        for value, col in zip(returned, returning, strict=False):
-            if col.primary_key:
-                continue
-            attr = attr_for_column.get(col)
-            if attr is not None:
-                d[attr] = value
-    for col in compiled.prefetch:
-        attr = attr_for_column.get(col)
-        if attr is not None and col.key in cparams:
-            d[attr] = cparams[col.key]
-    expire = [
-        attr_for_column[c]
-        for c in compiled.postfetch
-        if c in attr_for_column and c not in returning
-    ]
-    for attr in expire:
-        d.pop(attr, None)
-    state.expired = frozenset(expire) if expire else None
-
-
-def _apply_update_defaults(
-    mapper: Mapper, obj: Any, compiled: Any, cparams: Mapping[str, Any]
-) -> bool:
-    """Values the UPDATE itself produced: Python ``onupdate`` values land on the object,
-    SQL-expression and server-side ones are expired so the next read loads them."""
-    d = obj.__dict__
-    attr_for_column = mapper.attr_for_column
-    for col in compiled.prefetch:
-        attr = attr_for_column.get(col)
-        if attr is not None and col.key in cparams:
-            d[attr] = cparams[col.key]
-    expire = [attr_for_column[c] for c in compiled.postfetch if c in attr_for_column]
-    if expire:
-        state = d[STATE_KEY]
-        for attr in expire:
-            d.pop(attr, None)
-        state.expired = frozenset(expire).union(state.expired or ())
-    return bool(expire)
-
-
-def expired_key_error(obj: Any, state: InstanceState) -> InvalidRequestError | None:
-    """The error for an object without identity whose primary key expired (a rollback
-    undid its INSERT): it has no key to INSERT or load by, and no row; None otherwise."""
-    expired = state.expired
-    if not expired or state.key is not None:
-        return None
-    d = obj.__dict__
-    missing = [attr for attr in state.mapper.pk_attr_keys if attr in expired and attr not in d]
-    if not missing:
-        return None
-    return InvalidRequestError(
-        f"Instance {state_str(obj)} cannot be refreshed - it's not persistent and does not "
-        f"contain a full primary key: its attribute(s) {missing} were expired before a "
-        f"rollback made it transient. Call make_transient(obj) (it also leaves the "
-        f"session), then assign {', '.join(f'{type(obj).__name__}.{a}' for a in missing)} "
-        f"again before adding it back."
-    )
-
-
 def _check_expired_keys(pairs: list[Pair]) -> None:
     """Pending objects are refused before the flush INSERTs them, as the reference does."""
     for obj, state in pairs:
@@ -273,25 +83,12 @@ def _check_expired_keys(pairs: list[Pair]) -> None:
             raise err
 
 
-def _version_conflict(
-    mapper: Mapper, verb: str, obj: Any, params: dict[str, Any]
-) -> StaleDataError:
-    state = obj.__dict__[STATE_KEY]
-    return StaleDataError(
-        f"{verb} statement on table {mapper.table.name!r} expected to "
-        f"{verb.lower()} 1 row(s); 0 were matched. {type(obj).__name__} with primary key "
-        f"{state.key!r} was changed or deleted by another transaction since it was loaded "
-        f"(expected {mapper.version_attr}={params[VERSION_PARAM]!r}); this change was not "
-        f"saved. Roll back, load the object again (session.refresh / session.get) and "
-        f"apply the change to the current version."
-    )
-
-
 class UnitOfWork:
     """One flush: collects the work by table, then emits it on ``conn``."""
 
-    def __init__(self, host: FlushHost, conn: Connection) -> None:
-        self.host = host
+    def __init__(self, imap: IdentityMap, recorder: Recorder, conn: Connection) -> None:
+        self.imap = imap
+        self.recorder = recorder
         self.conn = conn
         self.inserts: dict[Mapper, list[Pair]] = {}
         self.updates: dict[Mapper, list[Pair]] = {}
@@ -324,7 +121,7 @@ class UnitOfWork:
     def _unflushed_values(self) -> Iterator[Candidate]:
         """The column values of each INSERT and UPDATE that has not succeeded yet."""
         for mapper, pairs in self.inserts.items():
-            build = _facts(mapper, self.conn).build_params
+            build = facts_for(mapper, self.conn).build_params
             for obj, state in pairs:
                 if state.key is None:
                     yield obj, mapper, build(obj.__dict__)[0]
@@ -355,7 +152,7 @@ class UnitOfWork:
             if self.deletes.get(mapper):
                 self._emit_deletes(mapper, _sort_persistent(self.deletes[mapper]))
         for obj, state in self.late_loads:
-            self.host._flush_load_expired(obj, state)
+            self._load_expired(obj, state)
 
     def _resolve_conflicts(self, mapper: Mapper) -> list[tuple[Pair, Pair]]:
         """Pending objects whose key an object of the identity map already has.
@@ -371,20 +168,20 @@ class UnitOfWork:
         inserts = self.inserts[mapper]
         deletes = self.deletes.get(mapper, [])
         marked = {id(state): (obj, state) for obj, state in deletes}
-        host = self.host
+        lookup = self.imap.lookup
         found: list[tuple[Pair, Pair]] = []
         keep: list[Pair] = []
         gone: set[int] = set()
         for obj, state in inserts:
             key = mapper.key_from_dict(obj.__dict__)
-            existing = None if key is None else host._flush_lookup(mapper, key)
+            existing = None if key is None else lookup(mapper, key)
             if existing is None or existing is obj:
                 keep.append((obj, state))
                 continue
             # A marked (delete()d) object has a real state; a shared Loaded marker, which
-            # _flush_was_deleted may replace, is never in ``marked``.
+            # _row_gone() may replace, is never in ``marked``.
             old_state = existing.__dict__[STATE_KEY]
-            if old_state.was_deleted or host._flush_was_deleted(existing):
+            if old_state.was_deleted or self._row_gone(existing):
                 # Its DELETE was flushed already (delete() again), or its row is gone.
                 gone.add(id(old_state))
                 keep.append((obj, state))
@@ -403,10 +200,29 @@ class UnitOfWork:
             self.deletes[mapper] = [p for p in deletes if id(p[1]) not in switched]
         return found
 
+    def _load_expired(self, obj: Any, state: InstanceState) -> None:
+        """Load what a statement needs of an expired object (its key or its version)."""
+        reload(self.conn, obj, state, expired_keys(obj, state))
+
+    def _row_gone(self, obj: Any) -> bool:
+        """Whether an expired object's row is gone (then a new object may take its key).
+
+        Like the reference, the flush loads the expired object to find out.
+        """
+        state = get_state(obj)
+        if state.expired is not state.mapper.all_attrs:  # only after a full expiry
+            return False
+        try:
+            self._load_expired(obj, state)
+        except ObjectDeletedError:
+            self.recorder.row_gone(obj, state)
+            return True
+        return False
+
     # -- INSERT -------------------------------------------------------------------------
 
     def _emit_inserts(self, mapper: Mapper, pairs: list[Pair]) -> None:
-        facts = _facts(mapper, self.conn)
+        facts = facts_for(mapper, self.conn)
         build = facts.build_params
         version_attr = mapper.version_attr
         if version_attr is not None:
@@ -429,9 +245,9 @@ class UnitOfWork:
                 if compiled.prefetch or compiled.postfetch:
                     cparams_list = result.context.compiled_parameters
                     for rec, cparams in zip(group, cparams_list, strict=True):
-                        _postfetch(mapper, rec[0], rec[1], compiled, cparams, None)
+                        postfetch(mapper, rec[0], rec[1], compiled, cparams, None)
                 done = [(r[0], r[1]) for r in group]
-                self.host._flush_inserted_batch(mapper, done)
+                self.recorder.inserted_batch(mapper, done)
                 continue
             do_many = (
                 len(group) > 1
@@ -452,14 +268,14 @@ class UnitOfWork:
                 for rec, cparams, pk, defaults in zip(
                     group, cparams_list, pk_rows, default_rows, strict=True
                 ):
-                    _set_pk(mapper, rec[0].__dict__, pk)
-                    _postfetch(mapper, rec[0], rec[1], compiled, cparams, defaults)
+                    set_pk(mapper, rec[0].__dict__, pk)
+                    postfetch(mapper, rec[0], rec[1], compiled, cparams, defaults)
             else:
                 for rec in group:
                     result = conn.execute(stmt, rec[2])
                     compiled = result.context.compiled
-                    _set_pk(mapper, rec[0].__dict__, result.inserted_primary_key)
-                    _postfetch(
+                    set_pk(mapper, rec[0].__dict__, result.inserted_primary_key)
+                    postfetch(
                         mapper,
                         rec[0],
                         rec[1],
@@ -467,14 +283,14 @@ class UnitOfWork:
                         result.context.compiled_parameters[0],
                         result.returned_defaults,
                     )
-            self.host._flush_inserted_batch(mapper, [(r[0], r[1]) for r in group])
+            self.recorder.inserted_batch(mapper, [(r[0], r[1]) for r in group])
 
     # -- UPDATE -------------------------------------------------------------------------
 
     def _emit_updates(
         self, mapper: Mapper, pairs: list[Pair], switches: Sequence[tuple[Pair, Pair]] = ()
     ) -> None:
-        facts = _facts(mapper, self.conn)
+        facts = facts_for(mapper, self.conn)
         compare = mapper.compare
         column_for_attr = mapper.column_for_attr
         records = []
@@ -490,8 +306,8 @@ class UnitOfWork:
             if mapper.version_attr is not None:
                 # The old row's version is checked and bumped, as for any UPDATE.
                 self._version_params(mapper, old_obj, old_state, sw_params, d)
-            self.host._flush_deleted(old_obj, old_state)
-            self.host._flush_inserted(obj, state, old_state.key)
+            self.recorder.deleted(old_obj, old_state)
+            self.recorder.inserted(obj, state, old_state.key)
             if sw_params:
                 pk_values = (old_state.key,) if mapper.single_pk else old_state.key
                 for col, value in zip(mapper.pk_columns, pk_values, strict=True):
@@ -512,10 +328,10 @@ class UnitOfWork:
                     # No statement needs the key; like the reference, it is loaded once
                     # the flush's statements have succeeded.
                     self.late_loads.append((obj, state))
-                self.host._flush_updated(obj, state, state.key)
+                self.recorder.updated(obj, state, state.key)
                 continue
             if key_expired:
-                self.host._flush_load_expired(obj, state)
+                self._load_expired(obj, state)
             if mapper.version_attr is not None:
                 self._version_params(mapper, obj, state, params, d)
             old_key = state.key
@@ -539,7 +355,7 @@ class UnitOfWork:
                 len(group) == 1 or dialect.supports_sane_multi_rowcount
             )
             if check and versioned and result.rowcount != 1:
-                raise _version_conflict(mapper, "UPDATE", group[0][0], group[0][2])
+                raise version_conflict(mapper, "UPDATE", group[0][0], group[0][2])
             if check and result.rowcount != len(group):
                 raise StaleDataError(
                     f"UPDATE statement on table {mapper.table.name!r} expected to update "
@@ -553,9 +369,9 @@ class UnitOfWork:
                 for (obj, _state, _), cparams in zip(
                     group, result.context.compiled_parameters, strict=True
                 ):
-                    self.expired_some |= _apply_update_defaults(mapper, obj, compiled, cparams)
+                    self.expired_some |= apply_update_defaults(mapper, obj, compiled, cparams)
             for obj, state, _ in group:
-                self.host._flush_updated(obj, state, mapper.key_from_dict(obj.__dict__))
+                self.recorder.updated(obj, state, mapper.key_from_dict(obj.__dict__))
 
     def _version_params(
         self,
@@ -591,20 +407,20 @@ class UnitOfWork:
             return old, True
         d = obj.__dict__
         if attr not in d:
-            self.host._flush_load_expired(obj, state)
+            self._load_expired(obj, state)
         return d.get(attr), False
 
     # -- DELETE -------------------------------------------------------------------------
 
     def _emit_deletes(self, mapper: Mapper, pairs: list[Pair]) -> None:
-        facts = _facts(mapper, self.conn)
+        facts = facts_for(mapper, self.conn)
         params_list = []
         for obj, state in pairs:
             d = obj.__dict__
             if state.expired and any(
                 k in state.expired and k not in d for k in mapper.pk_attr_keys
             ):
-                self.host._flush_load_expired(obj, state)
+                self._load_expired(obj, state)
             pk_values = (state.key,) if mapper.single_pk else state.key
             params = {c.key: v for c, v in zip(mapper.pk_columns, pk_values, strict=True)}
             if mapper.version_attr is not None:
@@ -617,9 +433,9 @@ class UnitOfWork:
             # error naming its object, not a warning.
             for (obj, _state), params in zip(pairs, params_list, strict=True):
                 if conn.execute(facts.delete, params).rowcount != 1:
-                    raise _version_conflict(mapper, "DELETE", obj, params)
+                    raise version_conflict(mapper, "DELETE", obj, params)
             for obj, state in pairs:
-                self.host._flush_deleted(obj, state)
+                self.recorder.deleted(obj, state)
             return
         result = conn.execute(facts.delete, params_list)
         expected = len(params_list)
@@ -635,4 +451,4 @@ class UnitOfWork:
                 f"deleted the row(s) first; the objects are treated as deleted.",
             )
         for obj, state in pairs:
-            self.host._flush_deleted(obj, state)
+            self.recorder.deleted(obj, state)

@@ -5,6 +5,9 @@ disappears, as in the reference. Objects with unflushed changes are kept alive b
 Session's own strong sets, not here. Each mapped class gets its own plain dict keyed by
 the bare primary-key value; that keeps the loader's per-row lookup a single ``dict.get``
 without building ``(cls, (pk,), None)`` tuples.
+
+The map also keeps the index that answers ``Session.get()`` hits with one lookup, and the
+shared ``Loaded`` marker of each class, since both describe what the map holds.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .state import InstanceState
+from .state import STATE_KEY, InstanceState, Loaded
 
 if TYPE_CHECKING:
     from .mapping import Mapper
@@ -25,13 +28,55 @@ IdentityKey = tuple[type, tuple[Any, ...], None]
 class IdentityMap:
     """Weak-valued map from identity key to object, partitioned by mapper."""
 
-    def __init__(self) -> None:
+    def __init__(self, session_ref: weakref.ref[Any] | None = None) -> None:
         self.by_mapper: dict[Mapper, dict[Any, Ref]] = {}
         # The same dicts keyed by mapped class, for Session.get()'s one-lookup fast path.
         self.by_class: dict[type, dict[Any, Ref]] = {}
         self._dead = 0
         # Bound once: every weakref shares this callback object.
         self.on_dead = self._note_dead
+        self.session_ref = session_ref
+        self._markers: dict[Mapper, Loaded] = {}
+        # The objects get() may return without a look at their state: in the map,
+        # attached, not expired. Built on demand, dropped (cleared in place, so that a
+        # Session may keep a reference to it) whenever that could stop being true.
+        self.fresh: dict[type, dict[Any, Ref]] = {}
+        self.fresh_built = False
+
+    def marker(self, mapper: Mapper) -> Loaded:
+        """The ``Loaded`` marker shared by this Session's untouched objects of ``mapper``."""
+        marker = self._markers.get(mapper)
+        if marker is None:
+            marker = self._markers[mapper] = Loaded(mapper, self.session_ref)
+        return marker
+
+    # -- the index of loaded, unexpired objects -------------------------------------------
+
+    def forget_fresh(self) -> None:
+        self.fresh.clear()
+        self.fresh_built = False
+
+    def unfresh(self, state: InstanceState) -> None:
+        """One object may no longer be returned by get() without a look at its state."""
+        sub = self.fresh.get(state.mapper.class_)
+        if sub is not None:
+            sub.pop(state.key, None)
+
+    def note_fresh(self, mapper: Mapper, key: Any) -> None:
+        """The object under ``key`` is loaded and unexpired: index it (or everything)."""
+        if not self.fresh_built:
+            fresh = self.fresh
+            for m, sub in self.by_mapper.items():
+                index = fresh[m.class_] = {}
+                for k, obj_ref in sub.items():
+                    obj = obj_ref()
+                    if obj is not None and obj.__dict__[STATE_KEY].expired is None:
+                        index[k] = obj_ref
+            self.fresh_built = True
+        else:
+            ref = self.by_mapper[mapper].get(key)
+            if ref is not None:
+                self.fresh.setdefault(mapper.class_, {})[key] = ref
 
     def _note_dead(self, _ref: Ref) -> None:
         # Runs inside garbage collection: only count, never mutate the dicts here.
@@ -92,6 +137,7 @@ class IdentityMap:
         self.by_mapper.clear()
         self.by_class.clear()
         self._dead = 0
+        self.forget_fresh()
 
     # -- the public mapping view: keys are (cls, (pk, ...), None) ------------------------
 

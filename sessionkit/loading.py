@@ -1,172 +1,30 @@
-"""Rows into objects, and expired objects back from their rows.
+"""Loading: statements that return rows, rows into results, expired objects reloaded.
 
-The loader is the hottest path of the library: for each row it does one identity-map
-lookup and, for a new object, one ``__dict__.update`` plus a small state object. Rows for
-objects already in the map never overwrite loaded or modified values; they only fill
-attributes that were expired.
+Everything here takes a ``Connection`` and the identity map, never the Session: the
+Session decides *when* to load (after its autoflush, inside its transaction), this
+module decides *how*. Building objects from rows is ``loader.py``'s job.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, bindparam, or_, select, tuple_
-from sqlalchemy.engine import Connection
+from sqlalchemy import Executable, Select, and_, bindparam, or_, select, tuple_
+from sqlalchemy.engine import Connection, Result
+from sqlalchemy.engine.result import ChunkedIteratorResult, SimpleResultMetaData
 
-from .gcpause import BULK, paused
-from .state import STATE_KEY, Expiry, InstanceState, Loaded, get_state
+from .exc import InvalidRequestError, ObjectDeletedError
+from .loader import load_rows
+from .state import STATE_KEY, InstanceState, state_str
 
 if TYPE_CHECKING:
+    import weakref
+
     from .identity import IdentityMap
     from .mapping import Mapper
 
-
-def load_rows(
-    imap: IdentityMap,
-    mapper: Mapper,
-    rows: Iterable[Sequence[Any]],
-    marker: Loaded,
-    populate_existing: bool,
-    modified: dict[InstanceState, Any],
-) -> list[Any]:
-    """Objects for ``rows``, whose columns are exactly ``mapper.columns`` in order.
-
-    New objects get the shared ``marker`` instead of a state object of their own; rows
-    for objects already in the map only fill expired attributes (or overwrite all of
-    them with ``populate_existing``).
-    """
-    loader = mapper.statement_cache.get("loader")
-    if loader is None:
-        loader = mapper.statement_cache["loader"] = _compile_loader(mapper)
-
-    sub = imap.sub(mapper)
-    if isinstance(rows, list) and len(rows) >= BULK:
-        with paused(len(rows)):
-            out: list[Any] = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
-        return out
-    out = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
-    return out
-
-
-def _merge(obj: Any, row: Sequence[Any], populate: bool, modified: dict[Any, Any]) -> None:
-    merge_row(obj, get_state(obj), row, populate, modified)
-
-
-def _compile_loader(mapper: Mapper) -> Callable[..., list[Any]]:
-    """Generate the per-row loop for one mapper.
-
-    Unrolling the columns turns each row into plain local variables (one tuple unpack)
-    and keeps the loop free of generic per-row calls. Objects are built by a "twin" class
-    with the mapped class's memory layout and no ``__setattr__`` hook: its generated
-    ``__init__`` stores the values with ordinary attribute assignments, which CPython
-    keeps in the compact per-class shared-key layout, and the object then becomes an
-    instance of the mapped class. That is both faster and a third smaller than filling
-    a fresh ``__dict__``. Classes whose layout does not allow it fall back to the dict.
-    """
-    names = [f"c{i}" for i in range(len(mapper.columns))]
-    pk_names = [names[i] for i in mapper.pk_positions]
-    if mapper.single_pk:
-        pk_expr = pk_names[0]
-    else:
-        pk_expr = "(" + ", ".join(pk_names) + ",)"
-    none_check = " or ".join(f"{n} is None" for n in pk_names)
-    twin = _make_twin(mapper, names)
-    if twin is not None:
-        make = f"obj = twin({', '.join(names)}, marker)\n        set_class(obj, '__class__', cls)"
-    else:
-        items = [f"{key!r}: {name}" for key, name in zip(mapper.attr_keys, names, strict=True)]
-        items.append(f"{STATE_KEY!r}: marker")
-        make = f"obj = new(cls)\n        obj.__dict__.update({{{', '.join(items)}}})"
-    src = f"""
-def load(rows, sub, marker, populate, modified, on_dead):
-    sub_get = sub.get
-    out = []
-    append = out.append
-    for row in rows:
-        {", ".join(names)}, = row
-        if {none_check}:
-            append(None)
-            continue
-        pk = {pk_expr}
-        ref = sub_get(pk)
-        if ref is not None:
-            obj = ref()
-            if obj is not None:
-                d = obj.__dict__
-                if populate or len(d) < dict_size or d[STATE_KEY].expired:
-                    merge(obj, row, populate, modified)
-                append(obj)
-                continue
-        {make}
-        sub[pk] = make_ref(obj, on_dead)
-        append(obj)
-    return out
-"""
-    namespace: dict[str, Any] = {
-        "new": object.__new__,
-        "cls": mapper.class_,
-        "twin": twin,
-        "set_class": object.__setattr__,
-        "make_ref": weakref.ref,
-        "STATE_KEY": STATE_KEY,
-        "merge": _merge,
-        "dict_size": mapper.dict_size,
-    }
-    exec(compile(src, f"<sessionkit loader for {mapper.class_.__name__}>", "exec"), namespace)
-    loader: Callable[..., list[Any]] = namespace["load"]
-    return loader
-
-
-def _make_twin(mapper: Mapper, names: list[str]) -> type | None:
-    """A class that builds instances of ``mapper.class_`` without its hooks, or None."""
-    cls = mapper.class_
-    stores = [f"    self.{key} = {name}" for key, name in zip(mapper.attr_keys, names, strict=True)]
-    if not all(key.isidentifier() for key in mapper.attr_keys):
-        return None
-    src = "\n".join(
-        [
-            f"def __init__(self, {', '.join(names)}, marker):",
-            *stores,
-            f"    self.{STATE_KEY} = marker",
-        ]
-    )
-    namespace: dict[str, Any] = {}
-    exec(compile(src, f"<sessionkit twin of {cls.__name__}>", "exec"), namespace)
-    twin = type(f"{cls.__name__}Loader", (object,), {"__init__": namespace["__init__"]})
-    try:
-        probe = twin(*([None] * len(names)), None)
-        object.__setattr__(probe, "__class__", cls)
-    except TypeError:
-        return None  # a different memory layout (__slots__, a C base class...)
-    if probe.__dict__.keys() != mapper.dict_keys:
-        return None
-    return twin
-
-
-def merge_row(
-    obj: Any,
-    state: InstanceState,
-    row: Sequence[Any],
-    populate_existing: bool,
-    modified: dict[InstanceState, Any],
-) -> None:
-    """A row for an object already in the identity map."""
-    d = obj.__dict__
-    keys = state.mapper.attr_keys
-    if populate_existing:
-        d.update(zip(keys, row, strict=False))
-        state.expired = None
-        state.clear_history()
-        modified.pop(state, None)
-        return
-    # Attributes missing from __dict__ (expired, or never loaded) come from the row;
-    # loaded and modified values stay.
-    for k, v in zip(keys, row, strict=False):
-        if k not in d:
-            d[k] = v
-    state.expired = None
+Pair = tuple[Any, InstanceState]
 
 
 def pk_params(mapper: Mapper, key: Any) -> dict[str, Any]:
@@ -215,35 +73,6 @@ def apply_loaded(
         state.expired = frozenset(rest) if rest else None
 
 
-def expire_state(
-    obj: Any, state: InstanceState, expiry: Expiry, keys: Iterable[str] | None
-) -> None:
-    """Forget loaded values (all, or ``keys``) and any unflushed changes to them."""
-    d = obj.__dict__
-    mapper = state.mapper
-    if keys is None:
-        if d.keys() <= mapper.dict_keys:
-            # Only columns and the state are present: empty the dict in one call.
-            d.clear()
-            d[STATE_KEY] = state
-        else:
-            for k in mapper.attr_keys:
-                d.pop(k, None)
-        state.expired = mapper.all_attrs
-        state.committed = None
-        state.modified = False
-    else:
-        keys = list(keys)
-        for k in keys:
-            d.pop(k, None)
-        if state.committed:
-            for k in keys:
-                state.committed.pop(k, None)
-        if state.expired is not mapper.all_attrs:  # a fully expired object stays so (H6)
-            state.expired = frozenset(keys).union(state.expired or ())
-    state.expired_by = expiry
-
-
 def select_by_pks(mapper: Mapper, dialect: Any, keys: list[Any]) -> Select[Any]:
     """``SELECT <all columns> WHERE pk IN (...)`` for a batched refresh.
 
@@ -265,3 +94,225 @@ def select_by_pks(mapper: Mapper, dialect: Any, keys: list[Any]) -> Select[Any]:
     return select(*cols).where(
         or_(*(and_(*(c == v for c, v in zip(mapper.pk_columns, k, strict=True))) for k in keys))
     )
+
+
+# -- results of select() statements ---------------------------------------------------
+
+
+def execute(
+    conn: Connection,
+    statement: Executable,
+    params: Any,
+    opts: dict[str, Any],
+    imap: IdentityMap,
+    modified: dict[InstanceState, Any],
+) -> Result[Any]:
+    """Run ``statement``; a select of mapped classes yields identity-mapped objects."""
+    plan = _entity_plan(statement) if isinstance(statement, Select) else None
+    if plan is None:
+        return conn.execute(statement, params, execution_options=opts)
+    populate = bool(
+        opts.get("populate_existing") or statement.get_execution_options().get("populate_existing")
+    )
+    cursor = conn.execute(statement, params, execution_options=opts)
+    rows = fetch_plain(cursor)
+    if len(plan) == 1:
+        mapper = plan[0][0]
+        assert mapper is not None
+        objs = load_rows(imap, mapper, rows, populate, modified)
+        return ChunkedIteratorResult(
+            SimpleResultMetaData([mapper.class_.__name__]),
+            lambda size: iter([objs]),
+            source_supports_scalars=True,
+        )
+    names = list(cursor.keys())
+    assert isinstance(statement, Select)
+    for i, raw in enumerate(statement._raw_columns):
+        key = getattr(raw, "key", None)
+        if plan[i] == (None, 1) and isinstance(key, str):
+            names[sum(width for _, width in plan[:i])] = key
+    columns: list[list[Any]] = []
+    keys: list[str] = []
+    pos = 0
+    for mapper, width in plan:
+        part = [row[pos : pos + width] for row in rows]
+        if mapper is not None:
+            columns.append(load_rows(imap, mapper, part, populate, modified))
+            keys.append(mapper.class_.__name__)
+        else:
+            columns.extend([p[i] for p in part] for i in range(width))
+            keys.extend(names[pos : pos + width])
+        pos += width
+    tuples = list(zip(*columns, strict=True)) if columns else []
+    return ChunkedIteratorResult(SimpleResultMetaData(keys), lambda size: iter([tuples]))
+
+
+def _entity_plan(statement: Select[Any]) -> list[tuple[Mapper | None, int]] | None:
+    """Which result columns belong to which mapped class, or None if there are none."""
+    plan: list[tuple[Mapper | None, int]] = []
+    found = False
+    for raw in statement._raw_columns:
+        mapper = raw._annotations.get("sessionkit_mapper")
+        if mapper is not None:
+            found = True
+            plan.append((mapper, len(mapper.columns)))
+        elif hasattr(raw, "c") and not hasattr(raw, "type"):
+            plan.append((None, len(raw.c)))
+        else:
+            plan.append((None, 1))
+    return plan if found else None
+
+
+def fetch_plain(result: Any) -> Sequence[Sequence[Any]]:
+    """All rows, as the driver's tuples when Core has no per-column processing to do.
+
+    Building Core ``Row`` objects only to unpack them again is the single largest cost
+    of loading objects once the rest is tight; when no column of the result needs a
+    result processor the driver's own tuples carry exactly the same values.
+    """
+    metadata = getattr(result, "_metadata", None)
+    processors = getattr(metadata, "_processors", None)
+    if (
+        processors is not None
+        and getattr(metadata, "_tuplefilter", None) is None
+        and not any(processors)
+        and hasattr(result, "_fetchall_impl")
+    ):
+        rows: Sequence[Sequence[Any]] = result._fetchall_impl()
+        return rows
+    return result.fetchall()  # type: ignore[no-any-return]
+
+
+# -- expired objects --------------------------------------------------------------------
+
+
+def expired_key_error(obj: Any, state: InstanceState) -> InvalidRequestError | None:
+    """The error for an object without identity whose primary key expired (a rollback
+    undid its INSERT): it has no key to INSERT or load by, and no row; None otherwise."""
+    expired = state.expired
+    if not expired or state.key is not None:
+        return None
+    d = obj.__dict__
+    missing = [attr for attr in state.mapper.pk_attr_keys if attr in expired and attr not in d]
+    if not missing:
+        return None
+    return InvalidRequestError(
+        f"Instance {state_str(obj)} cannot be refreshed - it's not persistent and does not "
+        f"contain a full primary key: its attribute(s) {missing} were expired before a "
+        f"rollback made it transient. Call make_transient(obj) (it also leaves the "
+        f"session), then assign {', '.join(f'{type(obj).__name__}.{a}' for a in missing)} "
+        f"again before adding it back."
+    )
+
+
+def check_unflushed_key(obj: Any, state: InstanceState) -> None:
+    """refresh() SELECTs by the identity key; an unflushed new key would be ignored."""
+    mapper = state.mapper
+    if state.key is None:
+        return
+    d = obj.__dict__
+    pk_values = (state.key,) if mapper.single_pk else state.key
+    changed = {
+        attr
+        for attr, old in zip(mapper.pk_attr_keys, pk_values, strict=True)
+        if attr in d and d[attr] != old
+    }
+    if changed:
+        raise InvalidRequestError(
+            f"Please flush pending primary key changes on attributes {changed!r} for "
+            f"mapper {mapper!r} before proceeding with a refresh: instance "
+            f"'{state_str(obj)}' would be refreshed from its old key {state.key!r}. "
+            f"Call session.flush() first, or include the key in attribute_names to "
+            f"discard the change."
+        )
+
+
+def expired_keys(obj: Any, state: InstanceState) -> tuple[str, ...]:
+    """The attributes of ``obj`` that are expired and not assigned since."""
+    expired = state.expired or ()
+    d = obj.__dict__
+    return tuple(k for k in state.mapper.attr_keys if k in expired and k not in d)
+
+
+def object_deleted(obj: Any) -> ObjectDeletedError:
+    return ObjectDeletedError(
+        f"Instance '{state_str(obj)}' has been deleted, or its row is otherwise not present. "
+        f"Another transaction deleted it (or changed its primary key); call "
+        f"session.expunge(obj) to stop tracking it."
+    )
+
+
+def reload(conn: Connection, obj: Any, state: InstanceState, keys: tuple[str, ...]) -> None:
+    """SELECT ``keys`` of one object by its identity; unflushed changes are kept."""
+    row = fetch_by_pk(conn, state.mapper, state.key, keys)
+    if row is None:
+        raise object_deleted(obj)
+    apply_loaded(obj, state, keys, row, overwrite=False)
+
+
+def reload_expired(
+    conn: Connection, obj: Any, state: InstanceState, keys: tuple[str, ...], batch_size: int
+) -> None:
+    """Load ``keys`` of ``obj`` (its expired attributes); with ``batch_size`` > 1, a fully
+    expired object is loaded with up to that many others expired by the same event."""
+    if batch_size > 1 and len(keys) == len(state.mapper.attr_keys):
+        batch = _refresh_batch(obj, state, batch_size)
+        if len(batch) > 1:
+            _load_batch(conn, obj, state, batch)
+            return
+    reload(conn, obj, state, keys)
+
+
+def _refresh_batch(obj: Any, state: InstanceState, limit: int) -> list[Pair]:
+    """``obj`` plus fully expired objects of its class expired by the same event."""
+    batch: list[Pair] = [(obj, state)]
+    expiry = state.expired_by
+    if expiry is None or expiry.members is None:
+        return batch
+    refs = expiry.members.get(state.mapper)
+    if not refs:
+        return batch
+    ref: weakref.ref[Any] | None = state.session_ref
+    attrs = state.mapper.attr_keys
+    scanned = 0
+    for scanned, obj_ref in enumerate(refs, 1):
+        if len(batch) >= limit:
+            scanned -= 1
+            break
+        other = obj_ref()
+        if other is None or other is obj:
+            continue
+        d = other.__dict__
+        st = d.get(STATE_KEY)
+        if (
+            st is None
+            or st.expired_by is not expiry
+            or st.session_ref is not ref
+            or st.key is None
+            or st.deleted
+            or (len(d) != 1 and not d.keys().isdisjoint(attrs))
+        ):
+            continue
+        batch.append((other, st))
+    # Everything scanned is now loaded or can never join a batch of this event.
+    del refs[:scanned]
+    return batch
+
+
+def _load_batch(conn: Connection, obj: Any, state: InstanceState, batch: list[Pair]) -> None:
+    mapper = state.mapper
+    keys = [st.key for _, st in batch]
+    stmt = select_by_pks(mapper, conn.dialect, keys)
+    params = {"pk_values": keys} if mapper.single_pk else None
+    rows = fetch_plain(conn.execute(stmt, params))
+    by_key = dict(zip(map(mapper.row_pk, rows), rows, strict=True))
+    attrs = mapper.attr_keys
+    # Every member was chosen fully expired with nothing in its __dict__, so the
+    # row can go in whole; no unflushed change can be overwritten.
+    for other, st in batch:
+        row = by_key.get(st.key)
+        if row is not None:
+            other.__dict__.update(zip(attrs, row, strict=True))
+            st.expired = None
+    if state.expired:
+        raise object_deleted(obj)

@@ -11,10 +11,11 @@ alive.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from .mapping import Mapper
+    from .session import Session
 
 STATE_KEY: Final = "_sk_state"
 
@@ -47,16 +48,6 @@ class Expiry:
 
     def __repr__(self) -> str:
         return f"<Expiry {self.reason}>"
-
-
-class SessionLike(Protocol):
-    """What an instance needs from its Session; keeps imports pointing downward."""
-
-    hash_key: int
-
-    def _load_expired_attribute(self, obj: object, state: InstanceState, key: str) -> None: ...
-
-    def _on_modified(self, obj: object, state: InstanceState) -> None: ...
 
 
 class InstanceState:
@@ -104,7 +95,7 @@ class InstanceState:
         self.was_deleted = False
 
     @property
-    def session(self) -> SessionLike | None:
+    def session(self) -> Session | None:
         ref = self.session_ref
         return None if ref is None else ref()
 

@@ -1,0 +1,97 @@
+"""Expiry: forgetting loaded values so that the next read loads them again.
+
+An object is expired one at a time (``expire()``, a rollback of the objects a savepoint
+changed) or all at once (every commit and rollback). Both live here, beside the
+per-object state they change. The many-object path runs on every commit, so it is written
+out for speed rather than calling the one-object path in a loop.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .gcpause import paused
+from .state import STATE_KEY, Expiry, InstanceState, Loaded
+
+if TYPE_CHECKING:
+    from .identity import IdentityMap
+    from .mapping import Mapper
+
+
+def expire_state(
+    obj: Any, state: InstanceState, expiry: Expiry, keys: Iterable[str] | None
+) -> None:
+    """Forget loaded values (all, or ``keys``) and any unflushed changes to them."""
+    d = obj.__dict__
+    mapper = state.mapper
+    if keys is None:
+        if d.keys() <= mapper.dict_keys:
+            # Only columns and the state are present: empty the dict in one call.
+            d.clear()
+            d[STATE_KEY] = state
+        else:
+            for k in mapper.attr_keys:
+                d.pop(k, None)
+        state.expired = mapper.all_attrs
+        state.committed = None
+        state.modified = False
+    else:
+        keys = list(keys)
+        for k in keys:
+            d.pop(k, None)
+        if state.committed:
+            for k in keys:
+                state.committed.pop(k, None)
+        if state.expired is not mapper.all_attrs:  # a fully expired object stays so
+            state.expired = frozenset(keys).union(state.expired or ())
+    state.expired_by = expiry
+
+
+def expire_identity_map(imap: IdentityMap, reason: str, track: bool) -> None:
+    """Expire every object in the identity map as one event.
+
+    ``track`` records the objects per mapper on the event, so that a batched refresh can
+    find the others expired with the first one it loads.
+    """
+    imap.forget_fresh()
+    expiry = Expiry(reason)
+    members: dict[Any, list[weakref.ref[Any]]] = {}
+    if track:
+        expiry.members = members
+    subs = list(imap.by_mapper.items())
+    with paused(sum(len(sub) for _, sub in subs)):
+        for mapper, sub in subs:
+            refs = list(sub.values())
+            if track:
+                members[mapper] = refs
+            expire_refs(mapper, refs, expiry)
+
+
+def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) -> None:
+    """``expire_state(obj, state, expiry, None)`` for many objects of one class, inlined:
+    the values go (the instance dict is emptied in one call when it holds nothing else)
+    and the state records what expired them."""
+    all_attrs = mapper.all_attrs
+    dict_keys = mapper.dict_keys
+    attr_keys = mapper.attr_keys
+    fast = not mapper.has_extras
+    for obj_ref in refs:
+        obj = obj_ref()
+        if obj is None:
+            continue
+        d = obj.__dict__
+        state = d[STATE_KEY]
+        if state.__class__ is Loaded:
+            state = InstanceState(mapper, mapper.key_from_dict(d), state.session_ref)
+        if fast or d.keys() <= dict_keys:
+            d.clear()
+        else:
+            for k in attr_keys:
+                d.pop(k, None)
+        d[STATE_KEY] = state
+        state.expired = all_attrs
+        state.committed = None
+        state.modified = False
+        state.expired_by = expiry

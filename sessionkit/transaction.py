@@ -1,0 +1,445 @@
+"""The session's transaction tree: connections, commit and rollback per level, and undo.
+
+Two layers of transaction exist, as in the reference. The *session transaction* is
+bookkeeping: which objects its flushes inserted, deleted or re-keyed since it began, so
+that a rollback can put them back; it starts as soon as anything is attached or changed.
+The *connection transaction* is a Core ``Connection.begin()`` (``BEGIN (implicit)`` in
+the log) and starts only when SQL must run.
+
+The root level owns the connection (or joins an application's Connection); each
+``begin_nested()`` adds a SAVEPOINT level, emitted lazily with the next statement. Every
+level keeps an ``UndoLog``; a released SAVEPOINT hands its log to its parent, a rolled
+back one reverts it, and the root reverts everything.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine
+
+from .exc import InvalidRequestError, PendingRollbackError, ResourceClosedError, warn
+from .expiry import expire_identity_map, expire_state
+from .flush import UnitOfWork
+from .gcpause import paused
+from .state import Expiry
+from .tracking import Recorder, Tracker, UndoLog
+
+if TYPE_CHECKING:
+    from .session import Session
+
+
+class SessionTransaction:
+    """One level of the session's transaction tree: the root, or a SAVEPOINT.
+
+    Used as a context manager it commits (or releases) on success and rolls back on
+    error, re-raising.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        tracker: Tracker,
+        parent: SessionTransaction | None = None,
+        *,
+        nested: bool = False,
+        explicit: bool = False,
+    ) -> None:
+        self.session = session
+        self.tracker = tracker
+        self.parent = parent
+        self.nested = nested
+        self.explicit = explicit
+        # Root only: the connection and the Core transaction this session controls.
+        self.conn: Connection | None = None
+        self.owns_conn = False
+        self.trans: Any = None
+        self.should_commit = True
+        # Nested only: the Core SAVEPOINT, emitted lazily with the next SQL.
+        self.savepoint: Any = None
+        self.log = UndoLog()
+        self.failed: BaseException | None = None
+        self.closed = False
+
+    @property
+    def root(self) -> SessionTransaction:
+        txn = self
+        while txn.parent is not None:
+            txn = txn.parent
+        return txn
+
+    @property
+    def is_active(self) -> bool:
+        return not self.closed and self.failed is None
+
+    def levels(self) -> list[SessionTransaction]:
+        """This level and those around it, innermost first."""
+        out = []
+        txn: SessionTransaction | None = self
+        while txn is not None:
+            out.append(txn)
+            txn = txn.parent
+        return out
+
+    def check_active(self) -> None:
+        if self.failed is not None:
+            where = "Session.rollback()"
+            if self.nested:
+                where = "rollback() on the transaction returned by begin_nested()"
+            raise PendingRollbackError(
+                "This Session's transaction has been rolled back due to a previous exception "
+                "during flush. To begin a new transaction with this Session, first issue "
+                f"Session.rollback(). Original exception was: {self.failed}"
+                + ("" if not self.nested else f" (inside a SAVEPOINT: call {where})"),
+                code="7s2a",
+            ) from self.failed  # the cause stays inspectable (sessionkit.is_retryable reads it)
+
+    def begin_nested(self) -> SessionTransaction:
+        child = SessionTransaction(self.session, self.tracker, self, nested=True, explicit=True)
+        self.tracker.transaction = child
+        return child
+
+    # -- the connection -----------------------------------------------------------------
+
+    def connection(self) -> Connection:
+        """The root's connection (begun on first use), with this level's SAVEPOINTs."""
+        self.check_active()
+        root = self.root
+        conn = root.conn
+        if conn is None:
+            conn = root._start_connection()
+        if self.nested and self.savepoint is None:
+            unemitted = []
+            level: SessionTransaction | None = self
+            while level is not None and level.nested and level.savepoint is None:
+                unemitted.append(level)
+                level = level.parent
+            for level in reversed(unemitted):
+                level.savepoint = conn.begin_nested()
+        return conn
+
+    def _start_connection(self) -> Connection:
+        bind = self.session.bind
+        if bind is None:
+            raise InvalidRequestError(
+                "This Session is not bound to an Engine or Connection; create it as "
+                "Session(engine) or sessionmaker(bind=engine)()."
+            )
+        if isinstance(bind, Engine):
+            conn = bind.connect()
+            try:
+                self.trans = conn.begin()
+            except BaseException:
+                conn.close()
+                raise
+            self.owns_conn = True
+            self.conn = conn
+            return conn
+        # An application's Connection: join its transaction as join_transaction_mode says.
+        if bind.closed:
+            raise InvalidRequestError(
+                "The Connection this Session is bound to is closed; bind the Session to an "
+                "open Connection or to an Engine."
+            )
+        mode = self.session.join_transaction_mode
+        if not bind.in_transaction():
+            self.trans = bind.begin()
+        elif mode == "create_savepoint" or (
+            mode == "conditional_savepoint" and bind.in_nested_transaction()
+        ):
+            self.trans = bind.begin_nested()
+        elif mode == "control_fully":
+            self.trans = bind.get_transaction()
+        else:  # rollback_only, or conditional_savepoint outside a savepoint
+            self.trans = bind.get_transaction()
+            self.should_commit = False
+        self.conn = bind
+        return bind
+
+    def _end_connection(self, commit: bool) -> None:
+        """COMMIT or ROLLBACK the root's Core transaction and give the connection back."""
+        conn = self.conn
+        if conn is None:
+            return
+        trans = self.trans
+        try:
+            if trans is not None and trans.is_active:
+                if not commit:
+                    trans.rollback()
+                elif self.should_commit:
+                    if _aborted_by_error(conn):
+                        # PostgreSQL answers COMMIT of an aborted transaction with a silent
+                        # ROLLBACK: report it instead of letting commit() look successful.
+                        trans.rollback()
+                        raise PendingRollbackError(
+                            "This Session's transaction was aborted by an earlier database "
+                            "error (PostgreSQL ignores every statement after an error until "
+                            "ROLLBACK), so it cannot be committed: it has been rolled back "
+                            "and nothing of it was saved. Call Session.rollback() where the "
+                            "error is caught, or run statements that may fail inside "
+                            "begin_nested()."
+                        )
+                    trans.commit()
+        finally:
+            self.conn = None
+            self.trans = None
+            if self.owns_conn:
+                conn.close()
+
+    # -- flush --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the tracker's pending changes inside this (the innermost) level.
+
+        A failure rolls this level back at once, in the database and in memory, and
+        leaves it failed until the application calls rollback().
+        """
+        tracker = self.tracker
+        if tracker.flushing:
+            raise InvalidRequestError("Session is already flushing")
+        if not tracker.has_work():
+            return
+        self.check_active()
+        deleted_marked = tracker.deleted
+        pending = [(o, s) for s, o in tracker.new.items()]
+        deleted = [(o, s) for s, o in deleted_marked.items()]
+        modified = [
+            (o, s)
+            for s, o in tracker.modified.items()
+            if s not in deleted_marked and s.key is not None and not s.deleted
+        ]
+        tracker.flushing = True
+        try:
+            conn = self.connection()
+            uow = UnitOfWork(tracker.identity_map, Recorder(tracker, self.log), conn)
+            uow.register(pending, modified, deleted)
+            with paused(len(pending) + len(modified) + len(deleted)):
+                uow.execute()
+            if uow.expired_some:
+                tracker.identity_map.forget_fresh()
+        except BaseException as err:
+            self._flush_failed(err)
+            raise
+        finally:
+            tracker.flushing = False
+        tracker.modified.clear()
+
+    def _flush_failed(self, err: BaseException) -> None:
+        """The database error propagates; the transaction (or SAVEPOINT) rolls back at once."""
+        tracker = self.tracker
+        tracker.identity_map.forget_fresh()
+        if tracker.transaction is not self:
+            return
+        try:
+            if self.nested:
+                if self.savepoint is not None and self.savepoint.is_active:
+                    self.savepoint.rollback()
+            else:
+                trans = self.trans
+                if trans is not None and trans.is_active:
+                    trans.rollback()
+        finally:
+            levels = [self] if self.nested else self.levels()
+            self._revert(levels, "failed flush", dirty_only=self.nested)
+            self.failed = err
+
+    # -- commit -------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Root: flush, release open SAVEPOINTs, COMMIT, then expire everything.
+        SAVEPOINT: flush, then RELEASE it (and the ones opened inside it)."""
+        if self.closed:
+            raise ResourceClosedError(f"This transaction is closed: {self!r}")
+        inner = self.tracker.transaction
+        assert inner is not None
+        inner.check_active()
+        inner.flush()
+        if self.nested:
+            while True:
+                inner = self._release_innermost()
+                if inner is self:
+                    return
+        while self.tracker.transaction is not self:
+            self._release_innermost()
+        try:
+            self._end_connection(commit=True)
+        except BaseException:
+            # COMMIT itself failed: the database kept nothing of this transaction (unless
+            # the connection was lost during COMMIT; then nobody can know, see retry.py).
+            self._discard_all("rollback")
+            raise
+        tracker = self.tracker
+        tracker.transaction = None
+        self.closed = True
+        ref = tracker.ref
+        for _obj, state in self.log.deleted:
+            if state.session_ref is ref and state.deleted:
+                state.deleted = False
+                state.session_ref = None
+        if self.session.expire_on_commit:
+            expire_identity_map(tracker.identity_map, "commit", self.session.batch_refresh)
+
+    def _release_innermost(self) -> SessionTransaction:
+        """RELEASE SAVEPOINT; the level's log moves to its parent, nothing expires."""
+        txn = self.tracker.transaction
+        assert txn is not None and txn.parent is not None
+        savepoint = txn.savepoint
+        if savepoint is not None and savepoint.is_active:
+            savepoint.commit()
+        txn.log.hand_to(txn.parent.log)
+        txn.closed = True
+        self.tracker.transaction = txn.parent
+        return txn
+
+    # -- rollback -----------------------------------------------------------------------
+
+    def rollback(self) -> None:
+        """Root: ROLLBACK everything. SAVEPOINT: ROLLBACK TO it (and the ones inside it);
+        only what changed inside it is reverted."""
+        if self.closed:
+            raise ResourceClosedError(f"This transaction is closed: {self!r}")
+        if not self.nested:
+            inner = self.tracker.transaction
+            assert inner is not None
+            discarded = inner.failed is not None and self.tracker.has_work()
+            inner._discard_all("rollback")
+            if discarded:
+                warn(
+                    "Session's state has been changed on a non-active transaction - this "
+                    "state will be discarded.",
+                )
+            return
+        while True:
+            inner = self.tracker.transaction
+            assert inner is not None
+            inner._rollback_savepoint()
+            if inner is self:
+                return
+
+    def _rollback_savepoint(self) -> None:
+        try:
+            savepoint = self.savepoint
+            if self.failed is None and savepoint is not None and savepoint.is_active:
+                savepoint.rollback()
+        finally:
+            if self.failed is None:
+                self._revert([self], "rollback", dirty_only=True)
+            else:
+                self.tracker.drop_pending(dirty_only=True)
+            self.closed = True
+            self.tracker.transaction = self.parent
+
+    def _discard_all(self, reason: str) -> None:
+        """ROLLBACK the whole tree (from the innermost level) and revert it in memory."""
+        levels = self.levels()
+        try:
+            _rollback_savepoints(levels)
+            levels[-1]._end_connection(commit=False)
+        finally:
+            self.tracker.transaction = None
+            for level in levels:
+                level.closed = True
+            self._revert(levels, reason, dirty_only=False)
+
+    def close(self) -> None:
+        """Session.close(): called on the innermost level after its objects were detached.
+
+        Objects whose DELETE was flushed are detached too; the Core transaction rolls back
+        and the connection goes back to the pool.
+        """
+        levels = self.levels()
+        ref = self.tracker.ref
+        for level in levels:
+            level.closed = True
+            for _, state in level.log.deleted:
+                if state.session_ref is ref:
+                    state.session_ref = None
+                    state.deleted = False
+        self.tracker.transaction = None
+        _rollback_savepoints(levels)
+        levels[-1]._end_connection(commit=False)
+
+    def _revert(self, levels: list[SessionTransaction], reason: str, dirty_only: bool) -> None:
+        """Undo these levels in memory: what the database just forgot, we forget too.
+
+        The root (``dirty_only=False``) expires every object; a SAVEPOINT expires only
+        the objects changed inside it, as the reference does.
+        """
+        tracker = self.tracker
+        imap = tracker.identity_map
+        imap.forget_fresh()
+        ref = tracker.ref
+        logs = [level.log for level in levels]
+        inserted = [p for log in logs for p in log.inserted]
+        deleted = [p for log in logs for p in log.deleted]
+        updated = [p for log in logs for p in log.updated]
+        switches = [s for log in logs for s in log.key_switches]
+        for log in logs:
+            log.forget()
+        inserted_ids = {id(s) for _, s in inserted}
+        for obj_ref, state, old_key in reversed(switches):
+            obj = obj_ref()
+            if obj is not None and state.session_ref is ref and id(state) not in inserted_ids:
+                imap.discard(state.mapper, state.key, obj)
+                state.key = old_key
+                imap.add(state.mapper, old_key, obj)
+        for obj_ref, state in inserted:
+            # Also objects expunged since: their row is gone, so is their identity.
+            if state.session_ref is ref or (state.session_ref is None and state.key is not None):
+                obj = obj_ref()
+                if obj is not None and not state.deleted:
+                    imap.discard(state.mapper, state.key, obj)
+                state.key = None
+                state.session_ref = None
+                state.deleted = state.was_deleted = False
+                state.clear_history()
+        for obj_ref, state in deleted:
+            obj = obj_ref()
+            if obj is not None and state.session_ref is ref and id(state) not in inserted_ids:
+                state.deleted = state.was_deleted = False
+                imap.add(state.mapper, state.key, obj)
+                if dirty_only and state.modified:
+                    # Changed after its DELETE was flushed: those values were never saved.
+                    expire_state(obj, state, Expiry(reason), None)
+        tracker.drop_pending(dirty_only)
+        if dirty_only:
+            expiry = Expiry(reason)
+            for obj_ref, state in updated:
+                obj = obj_ref()
+                if obj is not None and state.session_ref is ref and state.key is not None:
+                    expire_state(obj, state, expiry, None)
+        else:
+            expire_identity_map(imap, reason, self.session.batch_refresh)
+
+    def __enter__(self) -> SessionTransaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self.closed:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    def __repr__(self) -> str:
+        kind = "SAVEPOINT" if self.nested else "root"
+        state = "failed" if self.failed else "closed" if self.closed else "active"
+        return f"<SessionTransaction {kind} {state}>"
+
+
+def _rollback_savepoints(levels: list[SessionTransaction]) -> None:
+    """ROLLBACK TO each open SAVEPOINT, innermost first, as the reference does."""
+    for level in levels[:-1]:
+        savepoint = level.savepoint
+        if level.failed is None and savepoint is not None and savepoint.is_active:
+            savepoint.rollback()
+
+
+def _aborted_by_error(conn: Connection) -> bool:
+    """libpq reports the transaction as failed (PQTRANS_INERROR): COMMIT would roll back."""
+    if conn.invalidated:
+        return False  # Core refuses the COMMIT itself (code 8s2b)
+    info = getattr(conn.connection.dbapi_connection, "info", None)
+    status = getattr(info, "transaction_status", None)  # psycopg 3, psycopg2 >= 2.8
+    return status is not None and int(status) == 3
