@@ -9,18 +9,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) leaves the root out
-    sys.path.insert(0, str(ROOT))
-
-import benchmarks  # noqa: E402
-from benchmarks.config import SCENARIOS  # noqa: E402
-from benchmarks.targets import TARGETS  # noqa: E402
+# ``benchmarks`` is the project's top-level benchmark package (shipped in the sdist);
+# pytest finds it through ``pythonpath`` in pyproject.toml.
+import benchmarks
+from benchmarks.config import SCENARIOS
+from benchmarks.targets import TARGETS
 
 
 @pytest.fixture(scope="module")
