@@ -6,6 +6,11 @@ loaded-attribute read as cheap as on a plain object. The descriptor only runs wh
 key is absent, which is exactly when an attribute is expired (load it) or was never set
 (``None``). Writes go through ``__setattr__`` installed on the class, which records the
 committed value for change tracking and tells the Session that the object is dirty.
+
+The Session is reached through the weak reference in the object's state, never imported:
+the object notifies its owner (as Storm's variables do), and only for two events, an
+expired attribute being read (``Session._load_expired_attribute``) and a first change
+(``Session._on_modified``).
 """
 
 from __future__ import annotations

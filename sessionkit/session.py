@@ -34,7 +34,7 @@ from .loading import (
 )
 from .mapping import MAPPER_ATTR, Mapper, mapper_of, mapper_of_class, state_of
 from .query import Query
-from .state import NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, get_state, state_str
+from .state import NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, state_str
 from .tracking import Tracker
 from .transaction import SessionTransaction
 
@@ -573,22 +573,7 @@ class Session:
         self._autobegin()
         values = [(k, src[k]) for k in mapper.attr_keys if k in src]
         if not load:
-            # Trusted values: copied as loaded state, without history and without SQL.
-            if merged is None:
-                merged = object.__new__(mapper.class_)
-                merged_state = InstanceState(mapper, key, self._ref)
-                merged.__dict__.update(values)
-                merged.__dict__[STATE_KEY] = merged_state
-                missing = frozenset(k for k in mapper.attr_keys if k not in src)
-                merged_state.expired = missing or None
-                self.identity_map.add(mapper, key, merged)
-            else:
-                merged_state = get_state(merged)
-                merged.__dict__.update(values)
-                if merged_state.expired:
-                    rest = merged_state.expired.difference(k for k, _ in values)
-                    merged_state.expired = frozenset(rest) or None
-            return merged  # type: ignore[no-any-return]
+            return self._tracker.merge_loaded(mapper, key, merged, values)  # type: ignore[no-any-return]
         if merged is None:
             merged = object.__new__(mapper.class_)
             self.add(merged)

@@ -126,6 +126,27 @@ class Tracker:
         self.deleted.clear()
         self.modified.clear()
 
+    def merge_loaded(
+        self, mapper: Mapper, key: Any, merged: Any, values: list[tuple[str, Any]]
+    ) -> Any:
+        """merge(load=False): trusted values become loaded state of the object for
+        ``key`` (``merged``, or a new persistent one), without history and without SQL."""
+        if merged is None:
+            merged = object.__new__(mapper.class_)
+            state = InstanceState(mapper, key, self.ref)
+            merged.__dict__.update(values)
+            merged.__dict__[STATE_KEY] = state
+            missing = mapper.all_attrs.difference(k for k, _ in values)
+            state.expired = frozenset(missing) or None
+            self.identity_map.add(mapper, key, merged)
+            return merged
+        state = get_state(merged)
+        merged.__dict__.update(values)
+        if state.expired:
+            rest = state.expired.difference(k for k, _ in values)
+            state.expired = frozenset(rest) or None
+        return merged
+
     def mark_row_gone(self, obj: Any, state: InstanceState, log: UndoLog | None) -> None:
         """A persistent object whose row is gone (DELETEd, or found missing) is *deleted*;
         recorded in ``log``, so that commit() detaches it and rollback() brings it back."""

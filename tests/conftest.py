@@ -31,6 +31,7 @@ from support import (
     mysql_url_from_env,
     pg_url_from_env,
     reset_mysql_database,
+    with_real_savepoints,
 )
 
 BACKENDS = ("sqlite", "postgresql", "mariadb")
@@ -193,3 +194,15 @@ def fk_engine(engine: Engine) -> Engine:
 def fk_ref_engine(ref_engine: Engine) -> Engine:
     """``ref_engine`` with foreign keys enforced on every backend."""
     return enforce_foreign_keys(ref_engine)
+
+
+@pytest.fixture
+def sp_engine(engine: Engine) -> Engine:
+    """``engine`` with real SAVEPOINTs on SQLite (see ``with_real_savepoints``)."""
+    return with_real_savepoints(engine)
+
+
+@pytest.fixture
+def sp_ref_engine(ref_engine: Engine) -> Engine:
+    """``ref_engine`` with real SAVEPOINTs on SQLite."""
+    return with_real_savepoints(ref_engine)

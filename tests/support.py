@@ -505,3 +505,24 @@ def enforce_foreign_keys(engine: Engine) -> Engine:
             cursor.close()
 
     return engine
+
+
+def with_real_savepoints(engine: Engine) -> Engine:
+    """pysqlite with real BEGIN / SAVEPOINT, as both libraries recommend for savepoints."""
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def user_names(api: Api, engine: Engine, User: Any) -> list[str]:
+    """The committed user names, in id order, read in a fresh session of ``api``."""
+    with api.Session(engine) as s:
+        return list(s.scalars(select(User.name).order_by(User.id)))
