@@ -4,16 +4,25 @@ A ``Mapper`` holds the per-class facts every hot path needs precomputed: the map
 columns in table order, their attribute keys, where the primary key sits in a row, and a
 cache of statements. Classes are mapped either declaratively (``declarative_base()``
 with ``Column`` attributes or ``__table__ = existing_table``) or with
-``map_imperatively(cls, table)`` for an application's existing classes.
+``map_imperatively(cls, table)`` for an application's existing classes. Anything else
+in a declarative class that looks like a mapping construct (the ORM's ``mapped_column()``,
+``relationship()``, an annotation-only ``Mapped[]``...) is refused when the class is
+created: left out of the table, the values assigned to it would be lost without a word.
 """
 
 from __future__ import annotations
 
+import inspect
 import operator
-from collections.abc import Callable
+import re
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Column, FromClause, MetaData, Table
+from sqlalchemy.types import NullType
 
 from .attributes import (
     ColumnAttribute,
@@ -194,6 +203,12 @@ def map_imperatively(
     makes the flush raise StaleDataError instead of silently overwriting it.
     The class keeps its own ``__init__``; only columns become descriptors.
     """
+    if _orm_mapped(cls):
+        raise ArgumentError(
+            f"Class {cls.__module__}.{cls.__qualname__} is mapped by the SQLAlchemy ORM, not by "
+            f"sessionkit; a class can be mapped only once. Map a separate plain class onto its "
+            f"table instead."
+        )
     if MAPPER_ATTR in cls.__dict__:
         raise ArgumentError(
             f"Class {cls.__module__}.{cls.__qualname__} is already mapped to table "
@@ -227,24 +242,27 @@ def map_imperatively(
     return mapper
 
 
+def _declared(cls: type) -> Iterator[tuple[type, str, Any]]:
+    """``(owner, name, value)`` for the class and its unmapped bases, the class last."""
+    for owner in reversed(cls.__mro__[:-1]):  # object declares nothing
+        if owner is cls or MAPPER_ATTR not in owner.__dict__:
+            for name, value in owner.__dict__.items():
+                yield owner, name, value
+
+
 def _declarative_columns(cls: type) -> dict[str, Column[Any]]:
     """Column attributes of a declarative class, own ones and copies from mixins."""
     found: dict[str, Column[Any]] = {}
-    for base in reversed(cls.__mro__[1:]):
-        if MAPPER_ATTR in base.__dict__:
-            continue
-        for name, value in base.__dict__.items():
-            if isinstance(value, Column):
-                found[name] = value._copy()
-    for name, value in cls.__dict__.items():
+    for owner, name, value in _declared(cls):
         if isinstance(value, Column):
-            found[name] = value
+            found[name] = value if owner is cls else value._copy()
     return found
 
 
 def _map_declarative(cls: type, metadata: MetaData) -> None:
+    _refuse_orm_constructs(cls)
     if cls.__dict__.get("__abstract__", False):
-        return
+        return  # its annotations may type columns that each subclass declares
     table = cls.__dict__.get("__table__")
     tablename = cls.__dict__.get("__tablename__")
     if table is None and tablename is None:
@@ -265,6 +283,7 @@ def _map_declarative(cls: type, metadata: MetaData) -> None:
         columns = _declarative_columns(cls)
         if not columns:
             raise ArgumentError(f"Class {cls.__name__} declares no Column attributes")
+        _refuse_bare_annotations(cls, set(columns), None)
         for name, col in columns.items():
             if getattr(col, "name", None) is None:
                 col.name = col.key = name
@@ -285,6 +304,10 @@ def _map_declarative(cls: type, metadata: MetaData) -> None:
         raise ArgumentError(
             f"{cls.__name__}.__table__ must be a sqlalchemy Table, got {type(table).__name__}"
         )
+    else:
+        attr_names = _table_attribute_names(cls, table)
+        mapped = {attr_names.get(c.key, c.key) for c in table.c}
+        _refuse_bare_annotations(cls, mapped, table)
     mapper_args: Any = cls.__dict__.get("__mapper_args__", {})
     unknown = set(mapper_args) - _MAPPER_ARGS
     if unknown:
@@ -293,6 +316,222 @@ def _map_declarative(cls: type, metadata: MetaData) -> None:
             f"sessionkit understands {sorted(_MAPPER_ARGS)}."
         )
     map_imperatively(cls, table, attribute_names=attr_names, **mapper_args)
+
+
+def _table_attribute_names(cls: type, table: Table) -> dict[str, str]:
+    """Column key -> attribute name for the Columns of a ``__table__`` class.
+
+    As in the ORM, a Column of the class must be one of the table's own (it maps that
+    column under the attribute's name) and a mixin's Column gives way to the table's
+    column of the same name; any other Column would hold values that never reach the table.
+    """
+    names: dict[str, str] = {}
+    for owner, name, value in _declared(cls):
+        if not isinstance(value, Column):
+            continue
+        key = name if value.key is None else value.key
+        own = table.c.get(key)
+        if owner is cls and own is value:
+            if key in names:
+                raise ArgumentError(
+                    f"{cls.__name__}.{names[key]} and {cls.__name__}.{name} both name column "
+                    f"{key!r} of table {table.name!r}; only one attribute can map it and values "
+                    f"assigned to the other would never reach the table. Keep one, and give "
+                    f"the other name as a Python @property."
+                )
+            names[key] = name
+        elif owner is cls or own is None or key != name:
+            raise ArgumentError(
+                f"Can't add additional column {key!r} when specifying __table__: "
+                f"{_where(cls, owner, name)} is not a column of table {table.name!r}, so "
+                f"{_LOST}. Add the column to the Table, or assign one of the table's own "
+                f"columns to the attribute ({name} = <table>.c.<column>)."
+            )
+    return names
+
+
+# -- what sessionkit does not map -------------------------------------------------------
+
+_ORM_MODULE = "sqlalchemy.orm"
+# Every ORM attribute construct (mapped_column(), relationship(), synonym(), ...,
+# @declared_attr) derives from one of these; the ORM's Session or hybrid_property do not.
+_ORM_CONSTRUCT_BASES = frozenset({"_MappedAttribute", "MapperProperty", "_declared_attr_common"})
+_ORM_MAPPED_NAMES = frozenset({"Mapped", "WriteOnlyMapped", "DynamicMapped"})
+# Where the ORM keeps a mapped class's instrumentation.
+_ORM_MANAGER = "_sa_class_manager"
+_ANNOTATION_HEAD = re.compile(r"\s*((?:\w+\.)*(\w+))\s*(?:\[|$)")
+_LOST = "its values would never reach the table"
+
+
+def _where(cls: type, owner: type, name: str) -> str:
+    mixin = "" if owner is cls else f" (from mixin {owner.__name__})"
+    return f"{cls.__name__}.{name}{mixin}"
+
+
+def _refuse_orm_constructs(cls: type) -> None:
+    """ORM attributes and ORM-decorated methods would be silently ignored: refuse them."""
+    for owner, name, value in _declared(cls):
+        fn = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+        marks = fn.__dict__ if isinstance(fn, types.FunctionType) else {}
+        if _is_orm_construct(type(value)):
+            what = _orm_construct_words(cls, name, value)
+        elif "__sa_validators__" in marks:
+            names = ", ".join(map(repr, marks["__sa_validators__"]))
+            what = (
+                f"an ORM @validates({names}) method, which sessionkit never calls: the values "
+                f"it should check would reach the table unchecked. sessionkit has no attribute "
+                f"events; check the value before assigning it, e.g. in __init__ or in a method "
+                f"that sets the attribute."
+            )
+        elif "__sa_reconstructor__" in marks:
+            what = (
+                "an ORM @reconstructor, which sessionkit never calls when it loads an object. "
+                "Compute the value on first use instead, e.g. in a Python @property."
+            )
+        else:
+            continue
+        raise ArgumentError(f"{_where(cls, owner, name)} is {what}")
+
+
+def _is_orm_construct(kind: type) -> bool:
+    return any(
+        k.__name__ in _ORM_CONSTRUCT_BASES and k.__module__.startswith(_ORM_MODULE)
+        for k in kind.__mro__
+    )
+
+
+def _orm_construct_words(cls: type, name: str, value: Any) -> str:
+    """What the construct is, and what to declare instead."""
+    kind = type(value).__name__
+    deferred = getattr(value, "deferred", False) is True
+    columns = getattr(value, "columns", None) or [None]
+    if kind == "MappedColumn":
+        return _column_words("mapped_column()", name, value.column, deferred)
+    if "ColumnProperty" in {k.__name__ for k in type(value).__mro__}:
+        if deferred and isinstance(columns[0], Column):
+            return _column_words("deferred()", name, columns[0], deferred)
+        return (
+            f"the ORM's column_property(), which sessionkit does not map: sessionkit maps "
+            f"table columns only. Select the expression next to the class, e.g. "
+            f"select({cls.__name__}, <expression>), or compute the value in a Python @property."
+        )
+    if "Relationship" in kind:
+        return (
+            "the ORM's relationship(), which sessionkit does not map: sessionkit maps the "
+            "columns of one table, without relationships. Declare the foreign key as a Column "
+            "(e.g. other_id = Column(ForeignKey('other.id'))) and load the related objects "
+            "with select() or session.get()."
+        )
+    if kind == "Synonym":
+        target = getattr(value, "name", "...")
+        return (
+            f"the ORM's synonym({target!r}), which sessionkit does not map: {_LOST}. Use a "
+            f"Python @property that reads and writes self.{target} instead."
+        )
+    if kind == "Composite":
+        built = getattr(value, "composite_class", None)
+        built_name = built.__name__ if isinstance(built, type) else "composite"
+        return (
+            f"the ORM's composite(), which sessionkit does not map: {_LOST}. Declare each "
+            f"column as its own Column attribute and build the {built_name} value in a Python "
+            f"@property."
+        )
+    if "_declared_attr_common" in {k.__name__ for k in type(value).__mro__}:
+        return (
+            "the ORM's @declared_attr, which sessionkit never calls. Declare the Column "
+            "directly (the Columns of an unmapped mixin are copied into each class), and set "
+            "__tablename__ as a string in each class."
+        )
+    return (
+        f"a SQLAlchemy ORM {kind}, which sessionkit does not map: {_LOST}. sessionkit maps "
+        f"Column attributes only: declare {name} = Column(<SQL type>) instead."
+    )
+
+
+def _column_words(what: str, name: str, column: Column[Any], deferred: bool) -> str:
+    args = [] if column.name is None else [repr(column.name)]
+    args.append("<SQL type>" if isinstance(column.type, NullType) else repr(column.type))
+    if column.primary_key:
+        args.append("primary_key=True")
+    tail = "; sessionkit loads every column with the row" if deferred else ""
+    return (
+        f"the ORM's {what}, which sessionkit does not map: {_LOST}. Declare it as a Core "
+        f"column with the same arguments: {name} = Column({', '.join(args)}){tail}."
+    )
+
+
+def _refuse_bare_annotations(cls: type, mapped: set[str], table: Table | None) -> None:
+    """A ``Mapped[]`` annotation is a type hint for a mapped attribute, and refused on any
+    other: the ORM would map it, sessionkit would silently not."""
+    for owner in reversed(cls.__mro__[:-1]):
+        if owner is not cls and MAPPER_ATTR in owner.__dict__:
+            continue
+        for name, annotation in _own_annotations(owner).items():
+            written = _orm_annotation(owner, annotation)
+            if written is None or name in mapped:
+                continue
+            where = _where(cls, owner, name)
+            if table is not None:
+                raise ArgumentError(
+                    f"{where} is annotated {written}, but table {table.name!r} given as "
+                    f"__table__ has no column for it, so {_LOST}. Add the column to the "
+                    f"Table, or remove the annotation."
+                )
+            raise ArgumentError(
+                f"{where} is annotated {written} but has no Column value: sessionkit does not "
+                f"map annotation-only Mapped[] attributes, so {_LOST}. Declare it as "
+                f"{name}: {written} = Column(<SQL type>); the annotation is then a type hint."
+            )
+
+
+def _own_annotations(owner: type) -> dict[str, Any]:
+    """The annotations written in ``owner``'s body, unevaluated where they are strings."""
+    if sys.version_info >= (3, 14):
+        import annotationlib
+
+        return dict(annotationlib.get_annotations(owner, format=annotationlib.Format.FORWARDREF))
+    return dict(inspect.get_annotations(owner))
+
+
+def _orm_annotation(owner: type, annotation: Any) -> str | None:
+    """The annotation as written if it is the ORM's ``Mapped[...]`` (or a sibling), else
+    None. A string names it; when the name resolves in the class's module, to something
+    else, it is some other ``Mapped``."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__forward_arg__", 0)
+    if isinstance(text, str):
+        head = _ANNOTATION_HEAD.match(text)
+        if head is None or head.group(2) not in _ORM_MAPPED_NAMES:
+            return None
+        target: Any = sys.modules.get(owner.__module__)
+        for part in head.group(1).split("."):
+            target = getattr(target, part, None)
+        if target is not None and not str(getattr(target, "__module__", "")).startswith(
+            _ORM_MODULE
+        ):
+            return None
+        return text.strip()
+    origin = typing.get_origin(annotation) or annotation
+    if (
+        isinstance(origin, type)
+        and origin.__name__ in _ORM_MAPPED_NAMES
+        and origin.__module__.startswith(_ORM_MODULE)
+    ):
+        return re.sub(r"\bsqlalchemy\.orm\.\w+\.", "", repr(annotation))
+    return None
+
+
+def _orm_mapped(cls: type) -> bool:
+    return any(_ORM_MANAGER in k.__dict__ for k in cls.__mro__)
+
+
+def _orm_mapped_message(cls: type) -> str:
+    return (
+        f"Class '{cls.__module__}.{cls.__qualname__}' is mapped by the SQLAlchemy ORM, not by "
+        f"sessionkit; a sessionkit Session works only with classes mapped by sessionkit's "
+        f"declarative_base() or map_imperatively(). Use a sqlalchemy.orm.Session for "
+        f"{cls.__name__}, or map a separate class of your own onto its table "
+        f"(__table__ = {cls.__name__}.__table__)."
+    )
 
 
 _MAPPER_ARGS = frozenset({"version_id_col", "version_id_generator"})
@@ -331,14 +570,20 @@ def mapper_of_class(cls: object) -> Mapper:
         given = repr(cls)
         given = given if len(given) <= 80 else f"{given[:65]}...{given[-10:]}"
         owner = type(cls)
-        fix = (
-            f"pass the class {owner.__name__} itself, not an instance of it"
-            if MAPPER_ATTR in owner.__dict__
-            else "pass a mapped class"
-        )
+        if MAPPER_ATTR in owner.__dict__:
+            fix = f"pass the class {owner.__name__} itself, not an instance of it"
+        elif _orm_mapped(owner):
+            fix = (
+                f"{owner.__name__} is mapped by the SQLAlchemy ORM, not by sessionkit: pass a "
+                f"class mapped by sessionkit"
+            )
+        else:
+            fix = "pass a mapped class"
         raise ArgumentError(f"Expected mapped class or mapper, got: {given}; {fix}.")
     mapper = cls.__dict__.get(MAPPER_ATTR)
     if mapper is None:
+        if _orm_mapped(cls):
+            raise UnmappedClassError(_orm_mapped_message(cls))
         name = f"{cls.__module__}.{cls.__qualname__}"
         raise UnmappedClassError(
             f"Class '{name}' is not mapped; map it with a declarative_base() subclass or "
@@ -352,6 +597,8 @@ def mapper_of(obj: object) -> Mapper:
     cls = type(obj)
     mapper = cls.__dict__.get(MAPPER_ATTR)
     if mapper is None:
+        if _orm_mapped(cls):
+            raise UnmappedInstanceError(_orm_mapped_message(cls))
         head = f"Class '{cls.__module__}.{cls.__qualname__}' is not mapped"
         if isinstance(obj, type):
             raise UnmappedInstanceError(
