@@ -23,30 +23,36 @@ if TYPE_CHECKING:
 def expire_state(
     obj: Any, state: InstanceState, expiry: Expiry, keys: Iterable[str] | None
 ) -> None:
-    """Forget loaded values (all, or ``keys``) and any unflushed changes to them."""
-    d = obj.__dict__
+    """Forget loaded values (all, or ``keys``) and any unflushed changes to them.
+
+    The state is marked first and the values go last, so that an interrupt between any
+    two steps leaves an object whose missing values are known to be expired (they load
+    again), never one that reads None for a value it does not have.
+    """
     mapper = state.mapper
+    state.expired_by = expiry
     if keys is None:
-        if d.keys() <= mapper.dict_keys:
-            # Only columns and the state are present: empty the dict in one call.
-            d.clear()
-            d[STATE_KEY] = state
-        else:
-            for k in mapper.attr_keys:
-                d.pop(k, None)
         state.expired = mapper.all_attrs
         state.committed = None
         state.modified = False
-    else:
-        keys = list(keys)
+        d = obj.__dict__
+        if d.keys() <= mapper.dict_keys:
+            # Only columns and the state are present: one new dict, swapped in at once.
+            obj.__dict__ = {STATE_KEY: state}
+        else:
+            for k in mapper.attr_keys:
+                d.pop(k, None)
+        return
+    keys = list(keys)
+    if state.expired is not mapper.all_attrs:  # a fully expired object stays so
+        state.expired = frozenset(keys).union(state.expired or ())
+    committed = state.committed
+    if committed:
         for k in keys:
-            d.pop(k, None)
-        if state.committed:
-            for k in keys:
-                state.committed.pop(k, None)
-        if state.expired is not mapper.all_attrs:  # a fully expired object stays so
-            state.expired = frozenset(keys).union(state.expired or ())
-    state.expired_by = expiry
+            committed.pop(k, None)
+    d = obj.__dict__
+    for k in keys:
+        d.pop(k, None)
 
 
 def expire_identity_map(imap: IdentityMap, reason: str, track: bool) -> None:
@@ -70,9 +76,9 @@ def expire_identity_map(imap: IdentityMap, reason: str, track: bool) -> None:
 
 
 def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) -> None:
-    """``expire_state(obj, state, expiry, None)`` for many objects of one class, inlined:
-    the values go (the instance dict is emptied in one call when it holds nothing else)
-    and the state records what expired them."""
+    """``expire_state(obj, state, expiry, None)`` for many objects of one class, inlined
+    (it runs on every commit), with the same order of writes: the state first, then the
+    values, in one swap of the instance dict when it holds nothing else."""
     all_attrs = mapper.all_attrs
     dict_keys = mapper.dict_keys
     attr_keys = mapper.attr_keys
@@ -85,13 +91,13 @@ def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) ->
         state = d[STATE_KEY]
         if state.__class__ is Loaded:
             state = InstanceState(mapper, mapper.key_from_dict(d), state.session_ref)
-        if fast or d.keys() <= dict_keys:
-            d.clear()
-        else:
-            for k in attr_keys:
-                d.pop(k, None)
-        d[STATE_KEY] = state
         state.expired = all_attrs
         state.committed = None
         state.modified = False
         state.expired_by = expiry
+        if fast or d.keys() <= dict_keys:
+            obj.__dict__ = {STATE_KEY: state}
+        else:
+            d[STATE_KEY] = state
+            for k in attr_keys:
+                d.pop(k, None)

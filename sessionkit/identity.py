@@ -32,9 +32,16 @@ class IdentityMap:
         self.by_mapper: dict[Mapper, dict[Any, Ref]] = {}
         # The same dicts keyed by mapped class, for Session.get()'s one-lookup fast path.
         self.by_class: dict[type, dict[Any, Ref]] = {}
-        self._dead = 0
-        # Bound once: every weakref shares this callback object.
-        self.on_dead = self._note_dead
+        # Every weakref shares one callback. It counts into a list, not into the map, so
+        # that the map and its weakrefs form no cycle: a dropped Session and its map are
+        # freed by reference counting, without the cyclic collector.
+        self._dead_count = dead = [0]
+
+        def on_dead(_ref: Ref, dead: list[int] = dead) -> None:
+            # Runs inside garbage collection: only count, never mutate the dicts here.
+            dead[0] += 1
+
+        self.on_dead = on_dead
         self.session_ref = session_ref
         self._markers: dict[Mapper, Loaded] = {}
         # The objects get() may return without a look at their state: in the map,
@@ -78,22 +85,19 @@ class IdentityMap:
             if ref is not None:
                 self.fresh.setdefault(mapper.class_, {})[key] = ref
 
-    def _note_dead(self, _ref: Ref) -> None:
-        # Runs inside garbage collection: only count, never mutate the dicts here.
-        self._dead += 1
-
     def sub(self, mapper: Mapper) -> dict[Any, Ref]:
         sub = self.by_mapper.get(mapper)
         if sub is None:
             sub = self.by_mapper[mapper] = self.by_class[mapper.class_] = {}
-        if self._dead > 256 and self._dead * 2 > sum(map(len, self.by_mapper.values())):
+        dead = self._dead_count[0]
+        if dead > 256 and dead * 2 > sum(map(len, self.by_mapper.values())):
             self.sweep()
         return sub
 
     def sweep(self) -> None:
-        if not self._dead:
+        if not self._dead_count[0]:
             return
-        self._dead = 0
+        self._dead_count[0] = 0
         for mapper, sub in list(self.by_mapper.items()):
             live = {k: r for k, r in list(sub.items()) if r() is not None}
             self.by_mapper[mapper] = self.by_class[mapper.class_] = live
@@ -136,7 +140,7 @@ class IdentityMap:
     def clear(self) -> None:
         self.by_mapper.clear()
         self.by_class.clear()
-        self._dead = 0
+        self._dead_count[0] = 0
         self.forget_fresh()
 
     # -- the public mapping view: keys are (cls, (pk, ...), None) ------------------------

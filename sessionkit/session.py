@@ -210,9 +210,15 @@ class Session:
 
     def _close(self, reset_only: bool) -> None:
         txn = self._tracker.transaction
-        self._tracker.expunge_all()
-        if txn is not None:
-            txn.close()
+        try:
+            self._tracker.expunge_all()
+        except BaseException:
+            if txn is not None and not txn.closed:
+                txn.root.rollback()  # interrupted halfway: what is still attached is undone
+            raise
+        finally:
+            if txn is not None:
+                txn.close()  # the connection goes back even if detaching was interrupted
         if not reset_only:
             self._closed_for_good = True
 

@@ -149,14 +149,15 @@ class Tracker:
 
     def mark_row_gone(self, obj: Any, state: InstanceState, log: UndoLog | None) -> None:
         """A persistent object whose row is gone (DELETEd, or found missing) is *deleted*;
-        recorded in ``log``, so that commit() detaches it and rollback() brings it back."""
+        recorded in ``log`` first, so that commit() detaches it and rollback() brings it
+        back even if an interrupt stops the rest of this."""
+        if log is not None:
+            log.deleted.append((weakref.ref(obj), state))
         self.identity_map.unfresh(state)
         self.identity_map.discard(state.mapper, state.key, obj)
         self.modified.pop(state, None)
         self.deleted.pop(state, None)
         state.deleted = state.was_deleted = True
-        if log is not None:
-            log.deleted.append((weakref.ref(obj), state))
 
     def drop_pending(self, dirty_only: bool) -> None:
         """Pending objects become transient; unflushed delete marks are forgotten.
@@ -218,6 +219,11 @@ class Recorder:
                     f"check that the primary key of table {mapper.table.name!r} is generated "
                     f"by the database or assigned before flush."
                 )
+            # The undo log first: from here on a rollback undoes this INSERT, whatever
+            # else an interrupt leaves undone. The key before the identity map, so that
+            # undoing finds the entry to remove.
+            ref = make_ref(obj, on_dead)
+            record((ref, state))
             old = sub.get(obj_key)
             if old is not None:
                 other = old()
@@ -225,18 +231,18 @@ class Recorder:
                     imap.forget_fresh()
                     get_state(other).session_ref = None
             new_pop(state, None)
-            state.key = obj_key
             state.committed = None
             state.modified = False
-            ref = sub[obj_key] = make_ref(obj, on_dead)
-            record((ref, state))
+            state.key = obj_key
+            sub[obj_key] = ref
 
     def updated(self, obj: Any, state: InstanceState, new_key: Any) -> None:
+        log = self.log
+        log.updated.append((weakref.ref(obj), state))
         state.clear_history()
-        self.log.updated.append((weakref.ref(obj), state))
         if new_key is not None and new_key != state.key:
             imap = self.tracker.identity_map
-            self.log.key_switches.append((weakref.ref(obj), state, state.key))
+            log.key_switches.append((weakref.ref(obj), state, state.key))
             imap.forget_fresh()
             imap.discard(state.mapper, state.key, obj)
             state.key = new_key

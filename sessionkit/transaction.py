@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from .exc import InvalidRequestError, PendingRollbackError, ResourceClosedError, warn
 from .expiry import expire_identity_map, expire_state
@@ -60,6 +61,9 @@ class SessionTransaction:
         self.log = UndoLog()
         self.failed: BaseException | None = None
         self.closed = False
+        # Root only: the COMMIT went through (set the moment that is known), so that an
+        # interrupt before the bookkeeping after it cannot turn it into a rollback.
+        self.committed = False
 
     @property
     def root(self) -> SessionTransaction:
@@ -179,7 +183,15 @@ class SessionTransaction:
                             "error is caught, or run statements that may fail inside "
                             "begin_nested()."
                         )
-                    trans.commit()
+                    try:
+                        trans.commit()
+                        self.committed = True
+                    except BaseException as err:
+                        # An interrupt once the DBAPI COMMIT returned (the Core transaction
+                        # is over, and no database error is involved): it did commit.
+                        self.committed = not trans.is_active and not _database_error(err)
+                        raise
+            self.committed = commit
         finally:
             self.conn = None
             self.trans = None
@@ -208,8 +220,8 @@ class SessionTransaction:
             for s, o in tracker.modified.items()
             if s not in deleted_marked and s.key is not None and not s.deleted
         ]
-        tracker.flushing = True
         try:
+            tracker.flushing = True
             conn = self.connection()
             uow = UnitOfWork(tracker.identity_map, Recorder(tracker, self.log), conn)
             uow.register(pending, modified, deleted)
@@ -230,6 +242,9 @@ class SessionTransaction:
         tracker.identity_map.forget_fresh()
         if tracker.transaction is not self:
             return
+        # Failed first: should the undo below be interrupted, the session still refuses
+        # work until rollback(), which undoes again.
+        self.failed = err
         try:
             if self.nested:
                 if self.savepoint is not None and self.savepoint.is_active:
@@ -241,7 +256,6 @@ class SessionTransaction:
         finally:
             levels = [self] if self.nested else self.levels()
             self._revert(levels, "failed flush", dirty_only=self.nested)
-            self.failed = err
 
     # -- commit -------------------------------------------------------------------------
 
@@ -264,18 +278,30 @@ class SessionTransaction:
         try:
             self._end_connection(commit=True)
         except BaseException:
-            # COMMIT itself failed: the database kept nothing of this transaction (unless
-            # the connection was lost during COMMIT; then nobody can know, see retry.py).
-            self._discard_all("rollback")
+            if self.committed:
+                self._after_commit()
+            else:
+                # COMMIT itself failed: the database kept nothing of this transaction
+                # (unless the connection was lost during COMMIT; see retry.py).
+                self._discard_all("rollback")
             raise
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        """The root committed: detach the objects it deleted, close it, expire.
+
+        Safe to run again: until the root is closed, rollback() runs it instead of undoing
+        (an interrupt stopped it halfway). Expiry comes last; values it has not reached yet
+        are the committed ones anyway.
+        """
         tracker = self.tracker
-        tracker.transaction = None
-        self.closed = True
         ref = tracker.ref
         for _obj, state in self.log.deleted:
             if state.session_ref is ref and state.deleted:
+                state.session_ref = None  # first: interrupted here, it is already detached
                 state.deleted = False
-                state.session_ref = None
+        self.closed = True
+        tracker.transaction = None
         if self.session.expire_on_commit:
             expire_identity_map(tracker.identity_map, "commit", self.session.batch_refresh)
 
@@ -297,6 +323,10 @@ class SessionTransaction:
         """Root: ROLLBACK everything. SAVEPOINT: ROLLBACK TO it (and the ones inside it);
         only what changed inside it is reverted."""
         if self.closed:
+            inner = self.tracker.transaction
+            if inner is not None and inner.root is self:
+                self.tracker.transaction = None  # a rollback interrupted at its very end
+                return
             raise ResourceClosedError(f"This transaction is closed: {self!r}")
         if not self.nested:
             inner = self.tracker.transaction
@@ -327,37 +357,54 @@ class SessionTransaction:
             else:
                 self.tracker.drop_pending(dirty_only=True)
             self.closed = True
+            self.failed = None
             self.tracker.transaction = self.parent
 
     def _discard_all(self, reason: str) -> None:
-        """ROLLBACK the whole tree (from the innermost level) and revert it in memory."""
+        """ROLLBACK the whole tree (from the innermost level) and revert it in memory.
+
+        The levels stay open until the undo is complete, so that a rollback() stopped
+        halfway by an interrupt is finished by the next one (undoing is idempotent).
+        """
+        root = self.root
+        if root.committed:
+            root._after_commit()  # an interrupt came after COMMIT: finish that instead
+            return
         levels = self.levels()
         try:
             _rollback_savepoints(levels)
             levels[-1]._end_connection(commit=False)
         finally:
-            self.tracker.transaction = None
-            for level in levels:
-                level.closed = True
             self._revert(levels, reason, dirty_only=False)
+            self.tracker.flushing = False  # no flush survives a rollback, even an interrupted one
+            if levels[-1].conn is None:  # the connection is back: the tree is done
+                for level in levels:
+                    level.closed = True
+                    level.failed = None  # its traceback holds the flush's frames: a cycle
+                self.tracker.transaction = None
 
     def close(self) -> None:
         """Session.close(): called on the innermost level after its objects were detached.
 
         Objects whose DELETE was flushed are detached too; the Core transaction rolls back
-        and the connection goes back to the pool.
+        and the connection goes back to the pool (first, so that an interrupt here cannot
+        keep it checked out).
         """
         levels = self.levels()
-        ref = self.tracker.ref
-        for level in levels:
-            level.closed = True
-            for _, state in level.log.deleted:
-                if state.session_ref is ref:
-                    state.session_ref = None
-                    state.deleted = False
-        self.tracker.transaction = None
-        _rollback_savepoints(levels)
-        levels[-1]._end_connection(commit=False)
+        tracker = self.tracker
+        try:
+            _rollback_savepoints(levels)
+            levels[-1]._end_connection(commit=False)
+        finally:
+            ref = tracker.ref
+            for level in levels:
+                level.closed = True
+                for _, state in level.log.deleted:
+                    if state.session_ref is ref:
+                        state.session_ref = None
+                        state.deleted = False
+            tracker.transaction = None
+            tracker.flushing = False
 
     def _revert(self, levels: list[SessionTransaction], reason: str, dirty_only: bool) -> None:
         """Undo these levels in memory: what the database just forgot, we forget too.
@@ -374,8 +421,6 @@ class SessionTransaction:
         deleted = [p for log in logs for p in log.deleted]
         updated = [p for log in logs for p in log.updated]
         switches = [s for log in logs for s in log.key_switches]
-        for log in logs:
-            log.forget()
         inserted_ids = {id(s) for _, s in inserted}
         for obj_ref, state, old_key in reversed(switches):
             obj = obj_ref()
@@ -410,6 +455,8 @@ class SessionTransaction:
                     expire_state(obj, state, expiry, None)
         else:
             expire_identity_map(imap, reason, self.session.batch_refresh)
+        for log in logs:
+            log.forget()
 
     def __enter__(self) -> SessionTransaction:
         return self
@@ -434,6 +481,16 @@ def _rollback_savepoints(levels: list[SessionTransaction]) -> None:
         savepoint = level.savepoint
         if level.failed is None and savepoint is not None and savepoint.is_active:
             savepoint.rollback()
+
+
+def _database_error(err: BaseException) -> bool:
+    """Whether ``err`` (or an error it was raised while handling) came from the database."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, DBAPIError):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def _aborted_by_error(conn: Connection) -> bool:
