@@ -1,10 +1,16 @@
 """Nox sessions for sessionkit.
 
 Run ``nox`` for the default sessions (tests, lint, typecheck) or ``nox -s NAME``
-for a single one.  The PostgreSQL and MariaDB parts of the test matrix need
-servers: run ``scripts/pgserver.sh start`` and ``scripts/mariadbserver.sh start``
-and export the URLs they print as ``SESSIONKIT_PG_URL`` and
-``SESSIONKIT_MYSQL_URL`` (nox passes the environment through to the sessions).
+for a single one.  nox itself goes into a virtual environment, never into the
+system's Python::
+
+    python3 -m venv .venv && .venv/bin/pip install nox && .venv/bin/nox -s tests
+
+The PostgreSQL and MariaDB parts of the test matrix need servers: run
+``scripts/pgserver.sh start`` and ``scripts/mariadbserver.sh start`` (``start auto``
+for new servers on free ports) and export the URLs they print as
+``SESSIONKIT_PG_URL`` and ``SESSIONKIT_MYSQL_URL`` (nox passes the environment
+through to the sessions).  ``bash .ci/run`` does all of this, with servers of its own.
 """
 
 from __future__ import annotations
@@ -55,13 +61,19 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """Run the differential tests with many more generated examples."""
+    """Run the differential tests with many more generated examples, and interrupt
+    random scenarios with real signals (SESSIONKIT_SIGNAL_SOAK runs per backend)."""
     session.install("-e", ".[test]")
     session.run(
         "pytest",
         "-p",
         "no:cacheprovider",
         "tests/test_differential.py",
+        "tests/test_interrupts.py::test_random_signals_soak",
         *session.posargs,
-        env={"SESSIONKIT_HYPOTHESIS_EXAMPLES": "20000", "SESSIONKIT_DIFFERENTIAL_RANDOM": "1"},
+        env={
+            "SESSIONKIT_HYPOTHESIS_EXAMPLES": "20000",
+            "SESSIONKIT_DIFFERENTIAL_RANDOM": "1",
+            "SESSIONKIT_SIGNAL_SOAK": "2000",
+        },
     )

@@ -2,13 +2,22 @@
 # Throwaway MariaDB server for the test suite.
 #
 #   scripts/mariadbserver.sh start [PORT]   start (or reuse) a server and print its URL
+#   scripts/mariadbserver.sh start auto     start a new server on a free port and print its URL
 #   scripts/mariadbserver.sh stop [PORT]    stop the server and delete its data directory
 #   scripts/mariadbserver.sh url [PORT]     print the URL
 #   scripts/mariadbserver.sh status [PORT]  exit 0 if the server is running
 #
-# Only the URL goes to stdout, so this works:
+# PORT defaults to 33069.  Only the URL goes to stdout, so this works:
 #
 #   export SESSIONKIT_MYSQL_URL="$(scripts/mariadbserver.sh start)"
+#
+# `start PORT` reuses the server of /tmp/sessionkit-mariadb-PORT when it runs, and
+# refuses a port that another process holds.  `start auto` never reuses: it takes the
+# first port above 33069 that nothing holds and that has no directory
+# /tmp/sessionkit-mariadb-PORT, creates that directory (so concurrent starts never
+# pick the same port) and starts a new server there; the port is the one in the URL,
+# and `stop PORT` stops that server.  A directory created by a start that fails or is
+# interrupted is removed again, and the server it started is stopped.
 #
 # The server listens on 127.0.0.1 only, has a password-less TCP user
 # 'sessionkit'@'127.0.0.1' with every privilege (the tests create and drop
@@ -18,6 +27,10 @@
 # apt-get without starting the distribution's service.
 # Databases created: sessionkit (main) and sessionkit_ref (reference).
 set -euo pipefail
+
+# runuser and useradd live in sbin directories, which the PATH of a root shell may lack
+# (su without a login shell keeps the caller's PATH).
+PATH="$PATH:/usr/sbin:/sbin"
 
 DEFAULT_PORT=33069
 DATABASES=(sessionkit sessionkit_ref)
@@ -30,22 +43,91 @@ die() {
 }
 
 usage() {
-    sed -n '2,7s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,8s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
+# The directories, files and URL of the server on port $1.
+set_port() {
+    port="$1"
+    basedir="/tmp/sessionkit-mariadb-$port"
+    datadir="$basedir/data"
+    socket="$basedir/mysqld.sock"
+    pidfile="$basedir/mariadbd.pid"
+    logfile="$basedir/mariadbd.log"
+    # ssl_disabled: this server has no TLS, and PyMySQL's default ("preferred" TLS) builds
+    # an SSL context with the system's CA certificates on every connect: 40-60 ms each,
+    # which would be most of the MariaDB tests' time.
+    url="mysql+pymysql://$DB_USER@127.0.0.1:$port/sessionkit?charset=utf8mb4&ssl_disabled=true"
+}
+
 cmd="${1:-}"
-port="${2:-$DEFAULT_PORT}"
-[[ "$port" =~ ^[0-9]+$ ]] || die "port must be a number, got '$port'"
-basedir="/tmp/sessionkit-mariadb-$port"
-datadir="$basedir/data"
-socket="$basedir/mysqld.sock"
-pidfile="$basedir/mariadbd.pid"
-logfile="$basedir/mariadbd.log"
-# ssl_disabled: this server has no TLS, and PyMySQL's default ("preferred" TLS) builds an
-# SSL context with the system's CA certificates on every connect: 40-60 ms each, which
-# would be most of the MariaDB tests' time.
-url="mysql+pymysql://$DB_USER@127.0.0.1:$port/sessionkit?charset=utf8mb4&ssl_disabled=true"
+auto=0
+if [[ "${2:-}" == auto ]]; then
+    [[ "$cmd" == start ]] || die "'auto' is for start only; $cmd needs the port"
+    auto=1
+    set_port "$DEFAULT_PORT"
+else
+    [[ "${2:-$DEFAULT_PORT}" =~ ^[0-9]+$ ]] || die "port must be a number or 'auto', got '$2'"
+    set_port "${2:-$DEFAULT_PORT}"
+fi
+
+# Whether 127.0.0.1:PORT is free for a server: a test bind with SO_REUSEADDR, as the
+# server binds, which a listening socket refuses but a connection in TIME_WAIT does not.
+port_is_free() {
+    python3 -c '
+import socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+    except OSError:
+        sys.exit(1)
+' "$1"
+}
+
+# start auto: claim the first port above the default that no process holds and that
+# has no directory.  mkdir is the claim: it fails when the directory exists, so two
+# starts never take the same port.
+claim_free_port() {
+    local p
+    command -v python3 >/dev/null || die "start auto needs python3 to find a free port"
+    for ((p = DEFAULT_PORT + 1; p <= DEFAULT_PORT + 500; p++)); do
+        [[ ! -e "/tmp/sessionkit-mariadb-$p" ]] || continue
+        port_is_free "$p" || continue
+        mkdir "/tmp/sessionkit-mariadb-$p" 2>/dev/null || continue
+        set_port "$p"
+        created="$basedir"
+        return 0
+    done
+    die "no free port in $((DEFAULT_PORT + 1))-$((DEFAULT_PORT + 500))"
+}
+
+# The directory this start created, while the start has not succeeded: should the
+# script fail or be interrupted, the server it started is stopped and the directory
+# removed.
+created=""
+server_pid=""
+discard_created() {
+    [[ -n "$created" ]] || return 0
+    log "start did not complete: removing $created"
+    local pid="$server_pid" i
+    [[ -n "$pid" || ! -f "$pidfile" ]] || pid="$(cat "$pidfile")"
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for ((i = 0; i < 120; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.25
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$created"
+    created=""
+}
+trap discard_created EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # The server binary: mariadbd on PATH or in /usr/sbin (not on a non-root PATH).
 find_server() {
@@ -141,46 +223,65 @@ CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4;"
     sql_root -e "$statements" >&2
 }
 
+# mariadb-install-db into $datadir, as user $1.
+init_datadir() {
+    rm -rf "$datadir"
+    mkdir -p "$datadir"
+    [[ $EUID -ne 0 ]] || chown -R "$1:$1" "$basedir"
+    log "initialising $datadir"
+    mariadb-install-db --no-defaults --user="$1" --datadir="$datadir" \
+        --auth-root-authentication-method=socket --skip-test-db --skip-name-resolve \
+        >"$basedir/install-db.log" 2>&1 || {
+        cat "$basedir/install-db.log" >&2
+        die "mariadb-install-db failed"
+    }
+    rm -f "$basedir/install-db.log"
+}
+
+# Start the server from $datadir as user $1; its pid goes to server_pid.
+launch() {
+    [[ $EUID -ne 0 ]] || chown "$1:$1" "$basedir"
+    rm -f "$socket" "$pidfile"
+    log "starting server on 127.0.0.1:$port"
+    # --no-defaults: nothing from /etc/mysql (no system socket, port or datadir).
+    # setsid: the server outlives this script and ignores the caller's signals.
+    # Without --log-error the server logs to stderr, which goes to $logfile.
+    setsid "$mariadbd" --no-defaults --user="$1" --datadir="$datadir" \
+        --socket="$socket" --pid-file="$pidfile" \
+        --bind-address=127.0.0.1 --port="$port" \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+        --skip-name-resolve --skip-log-bin --max-connections=500 \
+        --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
+        --innodb-flush-method=nosync --innodb-buffer-pool-size=128M \
+        </dev/null >>"$logfile" 2>&1 &
+    server_pid=$!
+    disown || true
+}
+
 start() {
     ensure_installed
-    local user server_pid=""
+    local user
     user="$(run_user)"
-    if is_running; then
+    if ((auto)); then
+        claim_free_port
+        init_datadir "$user"
+        launch "$user"
+    elif is_running; then
         log "already running on port $port (data directory $datadir)"
     else
-        mkdir -p "$basedir"
-        if [[ ! -d "$datadir/mysql" ]]; then
-            rm -rf "$datadir"
-            mkdir -p "$datadir"
-            [[ $EUID -ne 0 ]] || chown -R "$user:$user" "$basedir"
-            log "initialising $datadir"
-            mariadb-install-db --no-defaults --user="$user" --datadir="$datadir" \
-                --auth-root-authentication-method=socket --skip-test-db --skip-name-resolve \
-                >"$basedir/install-db.log" 2>&1 || {
-                cat "$basedir/install-db.log" >&2
-                die "mariadb-install-db failed"
-            }
-            rm -f "$basedir/install-db.log"
+        if command -v python3 >/dev/null && ! port_is_free "$port"; then
+            die "port $port is held by another process, not by a server of $basedir; choose another port or 'start auto'"
         fi
-        [[ $EUID -ne 0 ]] || chown "$user:$user" "$basedir"
-        rm -f "$socket" "$pidfile"
-        log "starting server on 127.0.0.1:$port"
-        # --no-defaults: nothing from /etc/mysql (no system socket, port or datadir).
-        # setsid: the server outlives this script and ignores the caller's signals.
-        # Without --log-error the server logs to stderr, which goes to $logfile.
-        setsid "$mariadbd" --no-defaults --user="$user" --datadir="$datadir" \
-            --socket="$socket" --pid-file="$pidfile" \
-            --bind-address=127.0.0.1 --port="$port" \
-            --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-            --skip-name-resolve --skip-log-bin --max-connections=500 \
-            --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
-            --innodb-flush-method=nosync --innodb-buffer-pool-size=128M \
-            </dev/null >>"$logfile" 2>&1 &
-        server_pid=$!
-        disown || true
+        if [[ ! -e "$basedir" ]]; then
+            mkdir "$basedir"
+            created="$basedir"
+        fi
+        [[ -d "$datadir/mysql" ]] || init_datadir "$user"
+        launch "$user"
     fi
     wait_ready "$server_pid"
     create_user_and_databases
+    created=""
     printf '%s\n' "$url"
 }
 
@@ -203,7 +304,12 @@ stop() {
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.25
         done
-        ! kill -0 "$pid" 2>/dev/null || die "server (pid $pid) did not stop"
+        if kill -0 "$pid" 2>/dev/null; then
+            log "server (pid $pid) did not stop within 60 s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 1
+            ! kill -0 "$pid" 2>/dev/null || die "server (pid $pid) did not stop"
+        fi
     fi
     rm -rf "$basedir"
     log "removed $basedir"

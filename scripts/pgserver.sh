@@ -2,14 +2,23 @@
 # Throwaway PostgreSQL server for the test suite.
 #
 #   scripts/pgserver.sh start [PORT]   start (or reuse) a server and print its URL
+#   scripts/pgserver.sh start auto     start a new server on a free port and print its URL
 #   scripts/pgserver.sh stop [PORT]    stop the server and delete its data directory
 #   scripts/pgserver.sh restart [PORT] restart a running server, keeping its data
 #   scripts/pgserver.sh url [PORT]     print the URL
 #   scripts/pgserver.sh status [PORT]  exit 0 if the server is running
 #
-# Only the URL goes to stdout, so this works:
+# PORT defaults to 54329.  Only the URL goes to stdout, so this works:
 #
 #   export SESSIONKIT_PG_URL="$(scripts/pgserver.sh start)"
+#
+# `start PORT` reuses the server of data directory /tmp/sessionkit-pg-PORT when it
+# runs, and refuses a port that another process holds.  `start auto` never reuses:
+# it takes the first port above 54329 that nothing holds and that has no data
+# directory, creates that directory (so concurrent starts never pick the same port)
+# and starts a new server there; the port is the one in the URL, and
+# `stop PORT` stops that server.  A data directory created by a start that fails or
+# is interrupted is removed again.
 #
 # The server listens on 127.0.0.1 only, trusts every local connection and runs
 # with durability switched off (fsync, synchronous_commit, full_page_writes):
@@ -17,6 +26,10 @@
 # binaries are found and we are root, they are installed with apt-get.
 # Databases created: sessionkit (main) and sessionkit_ref (reference).
 set -euo pipefail
+
+# runuser and useradd live in sbin directories, which the PATH of a root shell may lack
+# (su without a login shell keeps the caller's PATH).
+PATH="$PATH:/usr/sbin:/sbin"
 
 DEFAULT_PORT=54329
 DATABASES=(sessionkit sessionkit_ref)
@@ -28,15 +41,75 @@ die() {
 }
 
 usage() {
-    sed -n '2,8s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,9s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
+# The data directory and URL of the server on port $1.
+set_port() {
+    port="$1"
+    datadir="/tmp/sessionkit-pg-$port"
+    url="postgresql+psycopg://postgres@127.0.0.1:$port/sessionkit"
+}
+
 cmd="${1:-}"
-port="${2:-$DEFAULT_PORT}"
-[[ "$port" =~ ^[0-9]+$ ]] || die "port must be a number, got '$port'"
-datadir="/tmp/sessionkit-pg-$port"
-url="postgresql+psycopg://postgres@127.0.0.1:$port/sessionkit"
+auto=0
+if [[ "${2:-}" == auto ]]; then
+    [[ "$cmd" == start ]] || die "'auto' is for start only; $cmd needs the port"
+    auto=1
+    set_port "$DEFAULT_PORT"
+else
+    [[ "${2:-$DEFAULT_PORT}" =~ ^[0-9]+$ ]] || die "port must be a number or 'auto', got '$2'"
+    set_port "${2:-$DEFAULT_PORT}"
+fi
+
+# Whether 127.0.0.1:PORT is free for a server: a test bind with SO_REUSEADDR, as the
+# server binds, which a listening socket refuses but a connection in TIME_WAIT does not.
+port_is_free() {
+    python3 -c '
+import socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1])))
+    except OSError:
+        sys.exit(1)
+' "$1"
+}
+
+# start auto: claim the first port above the default that no process holds, with no
+# data directory and no PostgreSQL socket lock in /tmp.  mkdir is the claim: it fails
+# when the directory exists, so two starts never take the same port.
+claim_free_port() {
+    local p
+    command -v python3 >/dev/null || die "start auto needs python3 to find a free port"
+    for ((p = DEFAULT_PORT + 1; p <= DEFAULT_PORT + 500; p++)); do
+        [[ ! -e "/tmp/sessionkit-pg-$p" && ! -e "/tmp/.s.PGSQL.$p.lock" ]] || continue
+        port_is_free "$p" || continue
+        mkdir -m 700 "/tmp/sessionkit-pg-$p" 2>/dev/null || continue
+        set_port "$p"
+        created="$datadir"
+        return 0
+    done
+    die "no free port in $((DEFAULT_PORT + 1))-$((DEFAULT_PORT + 500))"
+}
+
+# The data directory this start created, while the start has not succeeded: should the
+# script fail or be interrupted, its server is stopped and the directory removed.
+created=""
+discard_created() {
+    [[ -n "$created" ]] || return 0
+    log "start did not complete: removing $created"
+    if [[ -f "$created/postmaster.pid" ]]; then
+        as_pg "$bindir/pg_ctl" -D "$created" -w -t 30 -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$created" "$created.initdb.log"
+    created=""
+}
+trap discard_created EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Highest-versioned /usr/lib/postgresql/*/bin that has initdb.
 find_bindir() {
@@ -108,34 +181,52 @@ create_databases() {
     done
 }
 
+# initdb into the new, empty directory $datadir.
+init_datadir() {
+    [[ $EUID -ne 0 ]] || chown postgres:postgres "$datadir"
+    log "initialising $datadir with $bindir"
+    as_pg "$bindir/initdb" -D "$datadir" -U postgres --auth=trust \
+        --encoding=UTF8 --locale=C >"$datadir.initdb.log" 2>&1 || {
+        cat "$datadir.initdb.log" >&2
+        die "initdb failed"
+    }
+    rm -f "$datadir.initdb.log"
+}
+
+launch() {
+    log "starting server on 127.0.0.1:$port"
+    as_pg "$bindir/pg_ctl" -D "$datadir" -l "$datadir/log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c fsync=off -c synchronous_commit=off -c full_page_writes=off -k /tmp" \
+        start >&2 || {
+        [[ -f "$datadir/log" ]] && tail -n 30 "$datadir/log" >&2
+        die "pg_ctl start failed (is port $port already in use?)"
+    }
+}
+
 start() {
     ensure_installed
     ensure_user
-    if is_running; then
+    if ((auto)); then
+        claim_free_port
+        init_datadir
+        launch
+    elif is_running; then
         log "already running on port $port (data directory $datadir)"
     else
+        if command -v python3 >/dev/null && ! port_is_free "$port"; then
+            die "port $port is held by another process, not by a server of $datadir; choose another port or 'start auto'"
+        fi
         if [[ ! -f "$datadir/PG_VERSION" ]]; then
             rm -rf "$datadir"
             mkdir -m 700 "$datadir"
-            [[ $EUID -ne 0 ]] || chown postgres:postgres "$datadir"
-            log "initialising $datadir with $bindir"
-            as_pg "$bindir/initdb" -D "$datadir" -U postgres --auth=trust \
-                --encoding=UTF8 --locale=C >"$datadir.initdb.log" 2>&1 || {
-                cat "$datadir.initdb.log" >&2
-                die "initdb failed"
-            }
-            rm -f "$datadir.initdb.log"
+            created="$datadir"
+            init_datadir
         fi
-        log "starting server on 127.0.0.1:$port"
-        as_pg "$bindir/pg_ctl" -D "$datadir" -l "$datadir/log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -c fsync=off -c synchronous_commit=off -c full_page_writes=off -k /tmp" \
-            start >&2 || {
-            [[ -f "$datadir/log" ]] && tail -n 30 "$datadir/log" >&2
-            die "pg_ctl start failed (is port $port already in use?)"
-        }
+        launch
     fi
     wait_ready
     create_databases
+    created=""
     printf '%s\n' "$url"
 }
 
@@ -146,7 +237,10 @@ stop() {
     fi
     if bindir="$(find_bindir)" && is_running; then
         log "stopping server on port $port"
-        as_pg "$bindir/pg_ctl" -D "$datadir" -w -t 60 -m fast stop >&2
+        as_pg "$bindir/pg_ctl" -D "$datadir" -w -t 60 -m fast stop >&2 || {
+            log "fast shutdown failed; shutting down immediately"
+            as_pg "$bindir/pg_ctl" -D "$datadir" -w -t 30 -m immediate stop >&2
+        }
     fi
     rm -rf "$datadir"
     log "removed $datadir"
