@@ -43,6 +43,7 @@ class IdentityMap:
 
         self.on_dead = on_dead
         self.session_ref = session_ref
+        self.generation = 0
         self._markers: dict[Mapper, Loaded] = {}
         # The objects get() may return without a look at their state: in the map,
         # attached, not expired. Built on demand, dropped (cleared in place, so that a
@@ -142,6 +143,8 @@ class IdentityMap:
         self.by_class.clear()
         self._dead_count[0] = 0
         self.forget_fresh()
+        # Results read later must not fill the emptied map (see loading.execute).
+        self.generation += 1
 
     # -- the public mapping view: keys are (cls, (pk, ...), None) ------------------------
 

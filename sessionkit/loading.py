@@ -7,7 +7,7 @@ module decides *how*. Building objects from rows is ``loader.py``'s job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Executable, Select, and_, bindparam, or_, select, tuple_
@@ -16,6 +16,7 @@ from sqlalchemy.engine.result import ChunkedIteratorResult, SimpleResultMetaData
 
 from .exc import InvalidRequestError, ObjectDeletedError
 from .loader import load_rows
+from .mapping import mapper_of_class
 from .state import STATE_KEY, InstanceState, state_str
 
 if TYPE_CHECKING:
@@ -107,44 +108,107 @@ def execute(
     imap: IdentityMap,
     modified: dict[InstanceState, Any],
 ) -> Result[Any]:
-    """Run ``statement``; a select of mapped classes yields identity-mapped objects."""
+    """Run ``statement``; a select of mapped classes yields identity-mapped objects.
+
+    Objects are built as rows are read, not here, so that ``yield_per`` (also when called
+    on the result) bounds memory by one batch; without it the first read builds them all
+    in one loader call, the fast path.
+    """
     plan = _entity_plan(statement) if isinstance(statement, Select) else None
     if plan is None:
         return conn.execute(statement, params, execution_options=opts)
-    populate = bool(
-        opts.get("populate_existing") or statement.get_execution_options().get("populate_existing")
-    )
-    cursor = conn.execute(statement, params, execution_options=opts)
-    rows = fetch_plain(cursor)
-    if len(plan) == 1:
-        mapper = plan[0][0]
-        assert mapper is not None
-        objs = load_rows(imap, mapper, rows, populate, modified)
-        return ChunkedIteratorResult(
-            SimpleResultMetaData([mapper.class_.__name__]),
-            lambda size: iter([objs]),
-            source_supports_scalars=True,
-        )
-    names = list(cursor.keys())
     assert isinstance(statement, Select)
+    own = statement.get_execution_options()
+    populate = bool(opts.get("populate_existing") or own.get("populate_existing"))
+    yield_per = opts.get("yield_per", own.get("yield_per"))
+    cursor = conn.execute(statement, params, execution_options=opts)
+    keys, build = _builder(plan, statement, cursor, imap, populate, modified)
+    plain = driver_rows_suffice(cursor)
+    generation = imap.generation
+
+    def checked(rows: Sequence[Sequence[Any]]) -> list[Any]:
+        if imap.generation != generation:
+            raise _map_gone(plan)
+        return build(rows)
+
+    # Called by the result with its yield_per (None for everything), as the ORM's is.
+    def chunks(size: int | None) -> Iterator[list[Any]]:
+        if size is None or size < 1:
+            yield checked(cursor._fetchall_impl() if plain else cursor.fetchall())
+            return
+        while True:
+            rows = cursor._fetchmany_impl(size) if plain else cursor.fetchmany(size)
+            if not rows:
+                return
+            yield checked(rows)
+
+    result: Result[Any] = ChunkedIteratorResult(
+        SimpleResultMetaData(keys),
+        chunks,
+        source_supports_scalars=len(plan) == 1,
+        raw=cursor,
+        dynamic_yield_per=cursor.context._is_server_side,
+    )
+    if yield_per:
+        result = result.yield_per(yield_per)
+    return result
+
+
+def _map_gone(plan: list[tuple[Mapper | None, int]]) -> InvalidRequestError:
+    names = ", ".join(m.class_.__name__ for m, _ in plan if m is not None)
+    return InvalidRequestError(
+        f"Object of class {names} cannot be converted to 'persistent' state, as this "
+        f"identity map is no longer valid.  Has the owning Session been closed? The result "
+        f"was read after session.close(), reset() or expunge_all(): read it before, or run "
+        f"the statement again.",
+        code="lkrp",
+    )
+
+
+def _builder(
+    plan: list[tuple[Mapper | None, int]],
+    statement: Select[Any],
+    cursor: Any,
+    imap: IdentityMap,
+    populate: bool,
+    modified: dict[InstanceState, Any],
+) -> tuple[list[str], Callable[[Sequence[Sequence[Any]]], list[Any]]]:
+    """The result's keys, and how to turn a batch of rows into objects or tuples."""
+    if len(plan) == 1:
+        entity = plan[0][0]
+        assert entity is not None
+
+        def build_objects(rows: Sequence[Sequence[Any]]) -> list[Any]:
+            return load_rows(imap, entity, rows, populate, modified)
+
+        return [entity.class_.__name__], build_objects
+    names = list(cursor.keys())
     for i, raw in enumerate(statement._raw_columns):
         key = getattr(raw, "key", None)
         if plan[i] == (None, 1) and isinstance(key, str):
             names[sum(width for _, width in plan[:i])] = key
-    columns: list[list[Any]] = []
     keys: list[str] = []
     pos = 0
     for mapper, width in plan:
-        part = [row[pos : pos + width] for row in rows]
         if mapper is not None:
-            columns.append(load_rows(imap, mapper, part, populate, modified))
             keys.append(mapper.class_.__name__)
         else:
-            columns.extend([p[i] for p in part] for i in range(width))
             keys.extend(names[pos : pos + width])
         pos += width
-    tuples = list(zip(*columns, strict=True)) if columns else []
-    return ChunkedIteratorResult(SimpleResultMetaData(keys), lambda size: iter([tuples]))
+
+    def build_tuples(rows: Sequence[Sequence[Any]]) -> list[Any]:
+        columns: list[list[Any]] = []
+        pos = 0
+        for mapper, width in plan:
+            part = [row[pos : pos + width] for row in rows]
+            if mapper is not None:
+                columns.append(load_rows(imap, mapper, part, populate, modified))
+            else:
+                columns.extend([p[i] for p in part] for i in range(width))
+            pos += width
+        return list(zip(*columns, strict=True)) if columns else []
+
+    return keys, build_tuples
 
 
 def _entity_plan(statement: Select[Any]) -> list[tuple[Mapper | None, int]] | None:
@@ -153,6 +217,9 @@ def _entity_plan(statement: Select[Any]) -> list[tuple[Mapper | None, int]] | No
     found = False
     for raw in statement._raw_columns:
         mapper = raw._annotations.get("sessionkit_mapper")
+        entity = raw._annotations.get("parententity")
+        if mapper is None and entity is not None and hasattr(raw, "c"):
+            mapper_of_class(entity.class_)  # an entity of the ORM's: raises, saying so
         if mapper is not None:
             found = True
             plan.append((mapper, len(mapper.columns)))
@@ -163,8 +230,8 @@ def _entity_plan(statement: Select[Any]) -> list[tuple[Mapper | None, int]] | No
     return plan if found else None
 
 
-def fetch_plain(result: Any) -> Sequence[Sequence[Any]]:
-    """All rows, as the driver's tuples when Core has no per-column processing to do.
+def driver_rows_suffice(result: Any) -> bool:
+    """True when the driver's own tuples carry exactly the values Core's rows would.
 
     Building Core ``Row`` objects only to unpack them again is the single largest cost
     of loading objects once the rest is tight; when no column of the result needs a
@@ -172,12 +239,17 @@ def fetch_plain(result: Any) -> Sequence[Sequence[Any]]:
     """
     metadata = getattr(result, "_metadata", None)
     processors = getattr(metadata, "_processors", None)
-    if (
+    return (
         processors is not None
         and getattr(metadata, "_tuplefilter", None) is None
         and not any(processors)
         and hasattr(result, "_fetchall_impl")
-    ):
+    )
+
+
+def fetch_plain(result: Any) -> Sequence[Sequence[Any]]:
+    """All rows, as the driver's tuples when that loses nothing (``driver_rows_suffice``)."""
+    if driver_rows_suffice(result):
         rows: Sequence[Sequence[Any]] = result._fetchall_impl()
         return rows
     return result.fetchall()  # type: ignore[no-any-return]

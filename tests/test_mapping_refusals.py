@@ -609,11 +609,6 @@ def test_an_orm_class_table_maps_onto_a_sessionkit_class(engine: Engine) -> None
         assert s.get(User, 1).name == "sandy"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="select() results are read by sessionkit/loading.py, which does not yet check for "
-    "entities mapped by the SQLAlchemy ORM",
-)
 def test_selecting_an_orm_class_is_told_it_is_mapped_by_the_orm(engine: Engine) -> None:
     OrmUser = _orm_user()
     OrmUser.metadata.create_all(engine)  # type: ignore[attr-defined]
