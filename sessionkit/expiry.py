@@ -9,7 +9,9 @@ out for speed rather than calling the one-object path in a loop.
 from __future__ import annotations
 
 import weakref
+from collections import deque
 from collections.abc import Iterable
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
 from .gcpause import paused
@@ -37,8 +39,9 @@ def expire_state(
         state.modified = False
         d = obj.__dict__
         if d.keys() <= mapper.dict_keys:
-            # Only columns and the state are present: one new dict, swapped in at once.
-            obj.__dict__ = {STATE_KEY: state}
+            # Only columns and the state are present: empty the dict and put the state
+            # back in one step no interrupt can split (see _clear_keeping_state).
+            _clear_keeping_state([d], [state])
         else:
             for k in mapper.attr_keys:
                 d.pop(k, None)
@@ -77,12 +80,14 @@ def expire_identity_map(imap: IdentityMap, reason: str, track: bool) -> None:
 
 def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) -> None:
     """``expire_state(obj, state, expiry, None)`` for many objects of one class, inlined
-    (it runs on every commit), with the same order of writes: the state first, then the
-    values, in one swap of the instance dict when it holds nothing else."""
+    (it runs on every commit), with the same order of writes: every state first, then
+    the values, the instance dicts emptied all at once when they hold nothing else."""
     all_attrs = mapper.all_attrs
     dict_keys = mapper.dict_keys
     attr_keys = mapper.attr_keys
     fast = not mapper.has_extras
+    dicts: list[dict[str, Any]] = []
+    states: list[InstanceState] = []
     for obj_ref in refs:
         obj = obj_ref()
         if obj is None:
@@ -96,8 +101,20 @@ def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) ->
         state.modified = False
         state.expired_by = expiry
         if fast or d.keys() <= dict_keys:
-            obj.__dict__ = {STATE_KEY: state}
+            dicts.append(d)
+            states.append(state)
         else:
             d[STATE_KEY] = state
             for k in attr_keys:
                 d.pop(k, None)
+    _clear_keeping_state(dicts, states)
+
+
+def _clear_keeping_state(dicts: list[dict[str, Any]], states: list[InstanceState]) -> None:
+    """Empty each dict but for its state, in one call into C: no bytecode runs between
+    clearing a dict and putting its state back, so no signal handler or other thread can
+    see (or leave behind) an object without its state. Faster than a Python loop, too."""
+    deque(
+        chain(map(dict.clear, dicts), map(dict.__setitem__, dicts, repeat(STATE_KEY), states)),
+        maxlen=0,
+    )
