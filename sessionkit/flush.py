@@ -113,7 +113,7 @@ class UnitOfWork:
             self._execute()
         except Exception as err:
             # A value the database refused: say which object and attribute, and the fix.
-            better = explain(err, self.conn.dialect, self._unflushed_values())
+            better = explain(err, self.conn, self._unflushed_values())
             if better is None:
                 raise
             raise better from err
