@@ -52,47 +52,8 @@ set_port() {
     url="postgresql+psycopg://postgres@127.0.0.1:$port/sessionkit"
 }
 
-cmd="${1:-}"
-auto=0
-if [[ "${2:-}" == auto ]]; then
-    [[ "$cmd" == start ]] || die "'auto' is for start only; $cmd needs the port"
-    auto=1
-    set_port "$DEFAULT_PORT"
-else
-    [[ "${2:-$DEFAULT_PORT}" =~ ^[0-9]+$ ]] || die "port must be a number or 'auto', got '$2'"
-    set_port "${2:-$DEFAULT_PORT}"
-fi
-
-# Whether 127.0.0.1:PORT is free for a server: a test bind with SO_REUSEADDR, as the
-# server binds, which a listening socket refuses but a connection in TIME_WAIT does not.
-port_is_free() {
-    python3 -c '
-import socket, sys
-with socket.socket() as s:
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", int(sys.argv[1])))
-    except OSError:
-        sys.exit(1)
-' "$1"
-}
-
-# start auto: claim the first port above the default that no process holds, with no
-# data directory and no PostgreSQL socket lock in /tmp.  mkdir is the claim: it fails
-# when the directory exists, so two starts never take the same port.
-claim_free_port() {
-    local p
-    command -v python3 >/dev/null || die "start auto needs python3 to find a free port"
-    for ((p = DEFAULT_PORT + 1; p <= DEFAULT_PORT + 500; p++)); do
-        [[ ! -e "/tmp/sessionkit-pg-$p" && ! -e "/tmp/.s.PGSQL.$p.lock" ]] || continue
-        port_is_free "$p" || continue
-        mkdir -m 700 "/tmp/sessionkit-pg-$p" 2>/dev/null || continue
-        set_port "$p"
-        created="$datadir"
-        return 0
-    done
-    die "no free port in $((DEFAULT_PORT + 1))-$((DEFAULT_PORT + 500))"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
+parse_command_line "$@"
 
 # The data directory this start created, while the start has not succeeded: should the
 # script fail or be interrupted, its server is stopped and the directory removed.
@@ -207,7 +168,7 @@ start() {
     ensure_installed
     ensure_user
     if ((auto)); then
-        claim_free_port
+        claim_free_port /tmp/sessionkit-pg- 700 /tmp/.s.PGSQL.
         init_datadir
         launch
     elif is_running; then
