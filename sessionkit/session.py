@@ -161,9 +161,11 @@ class Session:
     def begin_nested(self) -> SessionTransaction:
         """Flush, then open a SAVEPOINT level (emitted with the next SQL statement)."""
         txn = self._autobegin()
-        txn.check_active()
+        txn._check_active()
         self.flush()
-        return txn.begin_nested()
+        child = SessionTransaction(self, self._tracker, txn, nested=True, explicit=True)
+        self._tracker.transaction = child
+        return child
 
     def in_transaction(self) -> bool:
         return self._tracker.transaction is not None
@@ -188,7 +190,7 @@ class Session:
 
     def connection(self) -> Connection:
         """The Connection of the current transaction (begins one if needed; no autoflush)."""
-        return self._autobegin().connection()
+        return self._autobegin()._connection()
 
     def commit(self) -> None:
         """Flush, release open SAVEPOINTs, COMMIT, then expire everything."""
@@ -218,7 +220,7 @@ class Session:
             raise
         finally:
             if txn is not None:
-                txn.close()  # the connection goes back even if detaching was interrupted
+                txn._close()  # the connection goes back even if detaching was interrupted
         if not reset_only:
             self._closed_for_good = True
 
@@ -406,7 +408,7 @@ class Session:
         err = expired_key_error(obj, state)
         if err is not None:
             raise err  # before any SQL or autoflush, as the reference
-        self._autobegin().check_active()
+        self._autobegin()._check_active()
         keys = expired_keys(obj, state)  # before the autoflush, which may load some
         self._autoflush()
         if state.key is None or state.session_ref is not self._ref:
@@ -448,7 +450,7 @@ class Session:
         """Write pending changes to the database inside the current transaction."""
         tracker = self._tracker
         if tracker.flushing or tracker.has_work():
-            self._autobegin().flush()
+            self._autobegin()._flush()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -477,7 +479,7 @@ class Session:
             )
         txn = self._tracker.transaction
         if txn is not None:
-            txn.check_active()
+            txn._check_active()
         obj = self.identity_map.lookup(mapper, key)
         if obj is not None and not populate_existing:
             return self._get_mapped(obj, mapper, key)  # type: ignore[no-any-return]

@@ -76,7 +76,7 @@ class SessionTransaction:
     def is_active(self) -> bool:
         return not self.closed and self.failed is None
 
-    def levels(self) -> list[SessionTransaction]:
+    def _levels(self) -> list[SessionTransaction]:
         """This level and those around it, innermost first."""
         out = []
         txn: SessionTransaction | None = self
@@ -85,7 +85,7 @@ class SessionTransaction:
             txn = txn.parent
         return out
 
-    def check_active(self) -> None:
+    def _check_active(self) -> None:
         if self.failed is not None:
             where = "Session.rollback()"
             if self.nested:
@@ -98,16 +98,11 @@ class SessionTransaction:
                 code="7s2a",
             ) from self.failed  # the cause stays inspectable (sessionkit.is_retryable reads it)
 
-    def begin_nested(self) -> SessionTransaction:
-        child = SessionTransaction(self.session, self.tracker, self, nested=True, explicit=True)
-        self.tracker.transaction = child
-        return child
-
     # -- the connection -----------------------------------------------------------------
 
-    def connection(self) -> Connection:
+    def _connection(self) -> Connection:
         """The root's connection (begun on first use), with this level's SAVEPOINTs."""
-        self.check_active()
+        self._check_active()
         root = self.root
         conn = root.conn
         if conn is None:
@@ -200,7 +195,7 @@ class SessionTransaction:
 
     # -- flush --------------------------------------------------------------------------
 
-    def flush(self) -> None:
+    def _flush(self) -> None:
         """Write the tracker's pending changes inside this (the innermost) level.
 
         A failure rolls this level back at once, in the database and in memory, and
@@ -211,7 +206,7 @@ class SessionTransaction:
             raise InvalidRequestError("Session is already flushing")
         if not tracker.has_work():
             return
-        self.check_active()
+        self._check_active()
         deleted_marked = tracker.deleted
         pending = [(o, s) for s, o in tracker.new.items()]
         deleted = [(o, s) for s, o in deleted_marked.items()]
@@ -222,7 +217,7 @@ class SessionTransaction:
         ]
         try:
             tracker.flushing = True
-            conn = self.connection()
+            conn = self._connection()
             uow = UnitOfWork(tracker.identity_map, Recorder(tracker, self.log), conn)
             uow.register(pending, modified, deleted)
             with paused(len(pending) + len(modified) + len(deleted)):
@@ -254,7 +249,7 @@ class SessionTransaction:
                 if trans is not None and trans.is_active:
                     trans.rollback()
         finally:
-            levels = [self] if self.nested else self.levels()
+            levels = [self] if self.nested else self._levels()
             self._revert(levels, "failed flush", dirty_only=self.nested)
 
     # -- commit -------------------------------------------------------------------------
@@ -266,8 +261,8 @@ class SessionTransaction:
             raise ResourceClosedError(f"This transaction is closed: {self!r}")
         inner = self.tracker.transaction
         assert inner is not None
-        inner.check_active()
-        inner.flush()
+        inner._check_active()
+        inner._flush()
         if self.nested:
             while True:
                 inner = self._release_innermost()
@@ -370,7 +365,7 @@ class SessionTransaction:
         if root.committed:
             root._after_commit()  # an interrupt came after COMMIT: finish that instead
             return
-        levels = self.levels()
+        levels = self._levels()
         try:
             _rollback_savepoints(levels)
             levels[-1]._end_connection(commit=False)
@@ -383,14 +378,14 @@ class SessionTransaction:
                     level.failed = None  # its traceback holds the flush's frames: a cycle
                 self.tracker.transaction = None
 
-    def close(self) -> None:
+    def _close(self) -> None:
         """Session.close(): called on the innermost level after its objects were detached.
 
         Objects whose DELETE was flushed are detached too; the Core transaction rolls back
         and the connection goes back to the pool (first, so that an interrupt here cannot
         keep it checked out).
         """
-        levels = self.levels()
+        levels = self._levels()
         tracker = self.tracker
         try:
             _rollback_savepoints(levels)

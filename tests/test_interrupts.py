@@ -266,7 +266,7 @@ def test_interrupted_delete_bookkeeping(notes: Engine) -> None:
 
 @pytest.mark.parametrize("scenario", [insert_many, update_and_delete])
 def test_interrupted_flush(notes: Engine, scenario: Callable[[Session, list[Note]], None]) -> None:
-    walk(sk_transaction.SessionTransaction.flush.__code__, notes, scenario)
+    walk(sk_transaction.SessionTransaction._flush.__code__, notes, scenario)
 
 
 # -- commit and rollback themselves -------------------------------------------------------
