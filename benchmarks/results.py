@@ -10,6 +10,7 @@ from typing import Any
 LABELS: dict[str, str] = {
     "sessionkit": "sessionkit",
     "sessionkit_batch": "sessionkit batch_refresh",
+    "sessionkit_typed": "sessionkit typed model",
     "orm": "ORM",
     "core": "Core",
     "dbapi": "DB-API",

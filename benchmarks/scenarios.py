@@ -21,7 +21,7 @@ from .config import Counts
 from .db import Database
 from .harness import CheckFailed, Entry, Trial, Variant
 from .impls import baselines, core, dbapi, sessions
-from .impls.sessions import ORM, SESSIONKIT
+from .impls.sessions import ORM, SESSIONKIT, SESSIONKIT_TYPED
 from .schema import Row
 
 WARMUP_ROWS = 500
@@ -80,6 +80,7 @@ def s1_load(env: Env) -> Iterator[Variant]:
             n,
             [
                 _entry("sessionkit", lambda: sessions.load(SESSIONKIT, engine), check),
+                _entry("sessionkit_typed", lambda: sessions.load(SESSIONKIT_TYPED, engine), check),
                 _entry("orm", lambda: sessions.load(ORM, engine), check),
                 _entry("core", lambda: core.load(engine), check),
                 _entry("dbapi", lambda: dbapi.load(engine), check),
@@ -158,6 +159,7 @@ def _s3_variant(
         n,
         [
             entry("sessionkit", sessions.single_insert, SESSIONKIT),
+            entry("sessionkit_typed", sessions.single_insert, SESSIONKIT_TYPED),
             entry("orm", sessions.single_insert, ORM),
             entry("core", core.single_insert),
             entry("dbapi", dbapi.single_insert),
@@ -252,6 +254,9 @@ def s5_update(env: Env) -> Iterator[Variant]:
             n,
             [
                 _entry("sessionkit", lambda: sessions.update(SESSIONKIT, engine), check),
+                _entry(
+                    "sessionkit_typed", lambda: sessions.update(SESSIONKIT_TYPED, engine), check
+                ),
                 _entry("orm", lambda: sessions.update(ORM, engine), check),
                 _entry("core", lambda: core.update(engine), check),
                 _entry("dbapi", lambda: dbapi.update(engine), check),
@@ -341,6 +346,9 @@ def s8_memory(env: Env) -> Iterator[Variant]:
             n,
             [
                 _entry("sessionkit", lambda: sessions.memory(SESSIONKIT, engine), check),
+                _entry(
+                    "sessionkit_typed", lambda: sessions.memory(SESSIONKIT_TYPED, engine), check
+                ),
                 _entry("orm", lambda: sessions.memory(ORM, engine), check),
                 _entry("core", lambda: core.memory(engine), check),
                 _entry("dbapi", lambda: dbapi.memory(engine), check),

@@ -1,7 +1,9 @@
 """sessionkit: the ORM Session's object lifecycle for SQLAlchemy Core applications."""
 
+from .columns import Mapped, MappedColumn, mapped_column
+from .declarative import DeclarativeBase, DeclarativeMeta, MappedAsDataclass, declarative_base
 from .inspection import History, InstanceInspection, inspect
-from .mapping import Mapper, declarative_base, map_imperatively
+from .mapping import Mapper, map_imperatively
 from .query import Query
 from .retry import is_retryable, run_transaction
 from .session import Session, make_transient, make_transient_to_detached, sessionmaker
@@ -10,8 +12,13 @@ from .transaction import SessionTransaction
 
 __all__ = [
     "NO_VALUE",
+    "DeclarativeBase",
+    "DeclarativeMeta",
     "History",
     "InstanceInspection",
+    "Mapped",
+    "MappedAsDataclass",
+    "MappedColumn",
     "Mapper",
     "Query",
     "Session",
@@ -22,6 +29,7 @@ __all__ = [
     "make_transient",
     "make_transient_to_detached",
     "map_imperatively",
+    "mapped_column",
     "run_transaction",
     "sessionmaker",
 ]

@@ -88,7 +88,9 @@ def load_missing(obj: object, key: str) -> Any:
     d = obj.__dict__
     state: InstanceState | None = d.get(STATE_KEY)
     if state is None or not state.expired or key not in state.expired:
-        return None  # never set: None, with no SQL (the reference does the same)
+        # Never set: None (or a dataclass field's default), with no SQL, as in the ORM.
+        cls: Any = type(obj)
+        return cls.__sk_mapper__.unset_defaults.get(key)
     ref = state.session_ref
     session = None if ref is None else ref()
     if session is None:

@@ -2,35 +2,19 @@
 
 A ``Mapper`` holds the per-class facts every hot path needs precomputed: the mapped
 columns in table order, their attribute keys, where the primary key sits in a row, and a
-cache of statements. Classes are mapped either declaratively (``declarative_base()``
-with ``Column`` attributes or ``__table__ = existing_table``) or with
-``map_imperatively(cls, table)`` for an application's existing classes. Anything else
-in a declarative class that looks like a mapping construct (the ORM's ``mapped_column()``,
-``relationship()``, an annotation-only ``Mapped[]``...) is refused when the class is
-created: left out of the table, the values assigned to it would be lost without a word.
+cache of statements. ``map_imperatively(cls, table)`` maps a class; the declarative
+bases (``declarative.py``) build the table from the class body and end here too.
 """
 
 from __future__ import annotations
 
-import inspect
 import operator
-import re
-import sys
-import types
-import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Column, FromClause, MetaData, Table
-from sqlalchemy.types import NullType
+from sqlalchemy import Column, FromClause, Table
 
-from .attributes import (
-    ColumnAttribute,
-    instance_delattr,
-    instance_init,
-    instance_repr,
-    instance_setattr,
-)
+from .attributes import ColumnAttribute, instance_delattr, instance_setattr
 from .exc import ArgumentError, InvalidRequestError, UnmappedClassError, UnmappedInstanceError
 from .state import STATE_KEY, InstanceState, Loaded, materialize
 
@@ -79,6 +63,8 @@ class Mapper:
         # Set once any instance gets a non-column attribute: until then expiry may empty
         # instance dicts wholesale instead of removing the columns one by one.
         self.has_extras = False
+        # What an unset attribute reads as: None, or a dataclass field's default.
+        self.unset_defaults: dict[str, Any] = {}
         # The row -> primary-key value function used by the loader.
         self.row_pk: Callable[[Any], Any] = operator.itemgetter(*self.pk_positions)
         self.selectable: FromClause = table._annotate({"sessionkit_mapper": self})
@@ -242,282 +228,8 @@ def map_imperatively(
     return mapper
 
 
-def _declared(cls: type) -> Iterator[tuple[type, str, Any]]:
-    """``(owner, name, value)`` for the class and its unmapped bases, the class last."""
-    for owner in reversed(cls.__mro__[:-1]):  # object declares nothing
-        if owner is cls or MAPPER_ATTR not in owner.__dict__:
-            for name, value in owner.__dict__.items():
-                yield owner, name, value
-
-
-def _declarative_columns(cls: type) -> dict[str, Column[Any]]:
-    """Column attributes of a declarative class, own ones and copies from mixins."""
-    found: dict[str, Column[Any]] = {}
-    for owner, name, value in _declared(cls):
-        if isinstance(value, Column):
-            found[name] = value if owner is cls else value._copy()
-    return found
-
-
-def _map_declarative(cls: type, metadata: MetaData) -> None:
-    _refuse_orm_constructs(cls)
-    if cls.__dict__.get("__abstract__", False):
-        return  # its annotations may type columns that each subclass declares
-    table = cls.__dict__.get("__table__")
-    tablename = cls.__dict__.get("__tablename__")
-    if table is None and tablename is None:
-        for base in cls.__mro__[1:]:
-            if MAPPER_ATTR in base.__dict__:
-                raise ArgumentError(
-                    f"Class {cls.__name__} inherits from mapped class {base.__name__} without "
-                    f"a __tablename__ or __table__ of its own; sessionkit does not map class "
-                    f"hierarchies. Give {cls.__name__} its own table, or move shared columns "
-                    f"into an unmapped mixin."
-                )
-        raise ArgumentError(
-            f"Class {cls.__name__} has no __tablename__ or __table__; declare one, or set "
-            f"__abstract__ = True for a base class that is not mapped."
-        )
-    attr_names: dict[str, str] = {}
-    if table is None:
-        columns = _declarative_columns(cls)
-        if not columns:
-            raise ArgumentError(f"Class {cls.__name__} declares no Column attributes")
-        _refuse_bare_annotations(cls, set(columns), None)
-        for name, col in columns.items():
-            if getattr(col, "name", None) is None:
-                col.name = col.key = name
-            attr_names[col.key] = name
-            if name in cls.__dict__:
-                type.__delattr__(cls, name)
-        table_args: Any = cls.__dict__.get("__table_args__", ())
-        args: tuple[Any, ...] = ()
-        kwargs: dict[str, Any] = {}
-        if isinstance(table_args, dict):
-            kwargs = table_args
-        elif table_args and isinstance(table_args[-1], dict):
-            args, kwargs = tuple(table_args[:-1]), table_args[-1]
-        else:
-            args = tuple(table_args)
-        table = Table(str(tablename), metadata, *columns.values(), *args, **kwargs)
-    elif not isinstance(table, Table):
-        raise ArgumentError(
-            f"{cls.__name__}.__table__ must be a sqlalchemy Table, got {type(table).__name__}"
-        )
-    else:
-        attr_names = _table_attribute_names(cls, table)
-        mapped = {attr_names.get(c.key, c.key) for c in table.c}
-        _refuse_bare_annotations(cls, mapped, table)
-    mapper_args: Any = cls.__dict__.get("__mapper_args__", {})
-    unknown = set(mapper_args) - _MAPPER_ARGS
-    if unknown:
-        raise ArgumentError(
-            f"{cls.__name__}.__mapper_args__ has unsupported key(s) {sorted(unknown)}; "
-            f"sessionkit understands {sorted(_MAPPER_ARGS)}."
-        )
-    map_imperatively(cls, table, attribute_names=attr_names, **mapper_args)
-
-
-def _table_attribute_names(cls: type, table: Table) -> dict[str, str]:
-    """Column key -> attribute name for the Columns of a ``__table__`` class.
-
-    As in the ORM, a Column of the class must be one of the table's own (it maps that
-    column under the attribute's name) and a mixin's Column gives way to the table's
-    column of the same name; any other Column would hold values that never reach the table.
-    """
-    names: dict[str, str] = {}
-    for owner, name, value in _declared(cls):
-        if not isinstance(value, Column):
-            continue
-        key = name if value.key is None else value.key
-        own = table.c.get(key)
-        if owner is cls and own is value:
-            if key in names:
-                raise ArgumentError(
-                    f"{cls.__name__}.{names[key]} and {cls.__name__}.{name} both name column "
-                    f"{key!r} of table {table.name!r}; only one attribute can map it and values "
-                    f"assigned to the other would never reach the table. Keep one, and give "
-                    f"the other name as a Python @property."
-                )
-            names[key] = name
-        elif owner is cls or own is None or key != name:
-            raise ArgumentError(
-                f"Can't add additional column {key!r} when specifying __table__: "
-                f"{_where(cls, owner, name)} is not a column of table {table.name!r}, so "
-                f"{_LOST}. Add the column to the Table, or assign one of the table's own "
-                f"columns to the attribute ({name} = <table>.c.<column>)."
-            )
-    return names
-
-
-# -- what sessionkit does not map -------------------------------------------------------
-
-_ORM_MODULE = "sqlalchemy.orm"
-# Every ORM attribute construct (mapped_column(), relationship(), synonym(), ...,
-# @declared_attr) derives from one of these; the ORM's Session or hybrid_property do not.
-_ORM_CONSTRUCT_BASES = frozenset({"_MappedAttribute", "MapperProperty", "_declared_attr_common"})
-_ORM_MAPPED_NAMES = frozenset({"Mapped", "WriteOnlyMapped", "DynamicMapped"})
 # Where the ORM keeps a mapped class's instrumentation.
 _ORM_MANAGER = "_sa_class_manager"
-_ANNOTATION_HEAD = re.compile(r"\s*((?:\w+\.)*(\w+))\s*(?:\[|$)")
-_LOST = "its values would never reach the table"
-
-
-def _where(cls: type, owner: type, name: str) -> str:
-    mixin = "" if owner is cls else f" (from mixin {owner.__name__})"
-    return f"{cls.__name__}.{name}{mixin}"
-
-
-def _refuse_orm_constructs(cls: type) -> None:
-    """ORM attributes and ORM-decorated methods would be silently ignored: refuse them."""
-    for owner, name, value in _declared(cls):
-        fn = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
-        marks = fn.__dict__ if isinstance(fn, types.FunctionType) else {}
-        if _is_orm_construct(type(value)):
-            what = _orm_construct_words(cls, name, value)
-        elif "__sa_validators__" in marks:
-            names = ", ".join(map(repr, marks["__sa_validators__"]))
-            what = (
-                f"an ORM @validates({names}) method, which sessionkit never calls: the values "
-                f"it should check would reach the table unchecked. sessionkit has no attribute "
-                f"events; check the value before assigning it, e.g. in __init__ or in a method "
-                f"that sets the attribute."
-            )
-        elif "__sa_reconstructor__" in marks:
-            what = (
-                "an ORM @reconstructor, which sessionkit never calls when it loads an object. "
-                "Compute the value on first use instead, e.g. in a Python @property."
-            )
-        else:
-            continue
-        raise ArgumentError(f"{_where(cls, owner, name)} is {what}")
-
-
-def _is_orm_construct(kind: type) -> bool:
-    return any(
-        k.__name__ in _ORM_CONSTRUCT_BASES and k.__module__.startswith(_ORM_MODULE)
-        for k in kind.__mro__
-    )
-
-
-def _orm_construct_words(cls: type, name: str, value: Any) -> str:
-    """What the construct is, and what to declare instead."""
-    kind = type(value).__name__
-    deferred = getattr(value, "deferred", False) is True
-    columns = getattr(value, "columns", None) or [None]
-    if kind == "MappedColumn":
-        return _column_words("mapped_column()", name, value.column, deferred)
-    if "ColumnProperty" in {k.__name__ for k in type(value).__mro__}:
-        if deferred and isinstance(columns[0], Column):
-            return _column_words("deferred()", name, columns[0], deferred)
-        return (
-            f"the ORM's column_property(), which sessionkit does not map: sessionkit maps "
-            f"table columns only. Select the expression next to the class, e.g. "
-            f"select({cls.__name__}, <expression>), or compute the value in a Python @property."
-        )
-    if "Relationship" in kind:
-        return (
-            "the ORM's relationship(), which sessionkit does not map: sessionkit maps the "
-            "columns of one table, without relationships. Declare the foreign key as a Column "
-            "(e.g. other_id = Column(ForeignKey('other.id'))) and load the related objects "
-            "with select() or session.get()."
-        )
-    if kind == "Synonym":
-        target = getattr(value, "name", "...")
-        return (
-            f"the ORM's synonym({target!r}), which sessionkit does not map: {_LOST}. Use a "
-            f"Python @property that reads and writes self.{target} instead."
-        )
-    if kind == "Composite":
-        built = getattr(value, "composite_class", None)
-        built_name = built.__name__ if isinstance(built, type) else "composite"
-        return (
-            f"the ORM's composite(), which sessionkit does not map: {_LOST}. Declare each "
-            f"column as its own Column attribute and build the {built_name} value in a Python "
-            f"@property."
-        )
-    if "_declared_attr_common" in {k.__name__ for k in type(value).__mro__}:
-        return (
-            "the ORM's @declared_attr, which sessionkit never calls. Declare the Column "
-            "directly (the Columns of an unmapped mixin are copied into each class), and set "
-            "__tablename__ as a string in each class."
-        )
-    return (
-        f"a SQLAlchemy ORM {kind}, which sessionkit does not map: {_LOST}. sessionkit maps "
-        f"Column attributes only: declare {name} = Column(<SQL type>) instead."
-    )
-
-
-def _column_words(what: str, name: str, column: Column[Any], deferred: bool) -> str:
-    args = [] if column.name is None else [repr(column.name)]
-    args.append("<SQL type>" if isinstance(column.type, NullType) else repr(column.type))
-    if column.primary_key:
-        args.append("primary_key=True")
-    tail = "; sessionkit loads every column with the row" if deferred else ""
-    return (
-        f"the ORM's {what}, which sessionkit does not map: {_LOST}. Declare it as a Core "
-        f"column with the same arguments: {name} = Column({', '.join(args)}){tail}."
-    )
-
-
-def _refuse_bare_annotations(cls: type, mapped: set[str], table: Table | None) -> None:
-    """A ``Mapped[]`` annotation is a type hint for a mapped attribute, and refused on any
-    other: the ORM would map it, sessionkit would silently not."""
-    for owner in reversed(cls.__mro__[:-1]):
-        if owner is not cls and MAPPER_ATTR in owner.__dict__:
-            continue
-        for name, annotation in _own_annotations(owner).items():
-            written = _orm_annotation(owner, annotation)
-            if written is None or name in mapped:
-                continue
-            where = _where(cls, owner, name)
-            if table is not None:
-                raise ArgumentError(
-                    f"{where} is annotated {written}, but table {table.name!r} given as "
-                    f"__table__ has no column for it, so {_LOST}. Add the column to the "
-                    f"Table, or remove the annotation."
-                )
-            raise ArgumentError(
-                f"{where} is annotated {written} but has no Column value: sessionkit does not "
-                f"map annotation-only Mapped[] attributes, so {_LOST}. Declare it as "
-                f"{name}: {written} = Column(<SQL type>); the annotation is then a type hint."
-            )
-
-
-def _own_annotations(owner: type) -> dict[str, Any]:
-    """The annotations written in ``owner``'s body, unevaluated where they are strings."""
-    if sys.version_info >= (3, 14):
-        import annotationlib
-
-        return dict(annotationlib.get_annotations(owner, format=annotationlib.Format.FORWARDREF))
-    return dict(inspect.get_annotations(owner))
-
-
-def _orm_annotation(owner: type, annotation: Any) -> str | None:
-    """The annotation as written if it is the ORM's ``Mapped[...]`` (or a sibling), else
-    None. A string names it; when the name resolves in the class's module, to something
-    else, it is some other ``Mapped``."""
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__forward_arg__", 0)
-    if isinstance(text, str):
-        head = _ANNOTATION_HEAD.match(text)
-        if head is None or head.group(2) not in _ORM_MAPPED_NAMES:
-            return None
-        target: Any = sys.modules.get(owner.__module__)
-        for part in head.group(1).split("."):
-            target = getattr(target, part, None)
-        if target is not None and not str(getattr(target, "__module__", "")).startswith(
-            _ORM_MODULE
-        ):
-            return None
-        return text.strip()
-    origin = typing.get_origin(annotation) or annotation
-    if (
-        isinstance(origin, type)
-        and origin.__name__ in _ORM_MAPPED_NAMES
-        and origin.__module__.startswith(_ORM_MODULE)
-    ):
-        return re.sub(r"\bsqlalchemy\.orm\.\w+\.", "", repr(annotation))
-    return None
 
 
 def _orm_mapped(cls: type) -> bool:
@@ -532,36 +244,6 @@ def _orm_mapped_message(cls: type) -> str:
         f"{cls.__name__}, or map a separate class of your own onto its table "
         f"(__table__ = {cls.__name__}.__table__)."
     )
-
-
-_MAPPER_ARGS = frozenset({"version_id_col", "version_id_generator"})
-
-
-def declarative_base(
-    *, metadata: MetaData | None = None, name: str = "Base", cls: type = object
-) -> Any:
-    """A base class whose subclasses are mapped when they are defined.
-
-    Pass ``metadata=app_metadata`` to put the tables in an application's existing
-    ``MetaData``. The base supplies a keyword constructor and a repr showing loaded values.
-    """
-    md = metadata if metadata is not None else MetaData()
-
-    def __init_subclass__(sub: Any, /, **kw: Any) -> None:
-        parent: Any = super(base, sub)
-        parent.__init_subclass__(**kw)
-        _map_declarative(sub, md)
-
-    namespace: dict[str, Any] = {
-        "metadata": md,
-        "__abstract__": True,
-        "__init__": instance_init,
-        "__repr__": instance_repr,
-        "__init_subclass__": classmethod(__init_subclass__),
-        "__doc__": "Declarative base: subclasses with __tablename__ or __table__ are mapped.",
-    }
-    base: type = type(name, (cls,), namespace)
-    return base
 
 
 def mapper_of_class(cls: object) -> Mapper:

@@ -153,7 +153,7 @@ def test_abstract_base_and_mixin_columns() -> None:
         id = Column(Integer, primary_key=True)
 
     assert Thing.__table__.c.created is not Other.__table__.c.created
-    assert inspect(Thing).attr_keys == ("created", "id")
+    assert inspect(Thing).attr_keys == ("id", "created")  # the ORM's order: mixins last
 
 
 def test_unbound_session_says_how_to_bind() -> None:

@@ -121,7 +121,8 @@ def test_a_class_passed_where_an_instance_is_needed_says_what_to_pass() -> None:
     with pytest.raises(UnmappedInstanceError) as caught:
         Session().add(User)
     assert str(caught.value) == (
-        "Class 'builtins.type' is not mapped; was a class (models.User) supplied where an "
+        "Class 'sessionkit.declarative.DeclarativeMeta' is not mapped; was a class (models.User) "
+        "supplied where an "
         "instance was required? Pass an instance, e.g. session.add(User(...)), not the "
         "class itself."
     )

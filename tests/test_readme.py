@@ -35,7 +35,9 @@ import contextlib
 import io
 import logging
 import re
+import sys
 import traceback
+import types
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -140,7 +142,9 @@ def extract_blocks(text: str) -> list[Block]:
 def _compile(block: Block) -> Any:
     """Compiled so that tracebacks and line numbers point into README.md itself."""
     source = "\n" * (block.first_code_line - 1) + block.code
-    return compile(source, FILENAME, "exec")
+    # dont_inherit: README code runs as a user's module would, without this file's
+    # ``from __future__ import annotations`` (annotations stay objects).
+    return compile(source, FILENAME, "exec", dont_inherit=True)
 
 
 class _SqlLog(logging.Handler):
@@ -226,7 +230,12 @@ class _Section:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.namespace: dict[str, Any] = {"__name__": "readme_example"}
+        # A real module, as the user's code would be: the declarative scan and pickle
+        # find a class's module in sys.modules.
+        module = types.ModuleType("readme_" + re.sub(r"\W", "_", name))
+        sys.modules[module.__name__] = module
+        self.module_name = module.__name__
+        self.namespace: dict[str, Any] = module.__dict__
         self.started = False
         self.done = 0  # blocks of the section run so far, in order
         self.failed: tuple[Block, str] | None = None  # the block that failed, and why
@@ -271,6 +280,7 @@ def _dispose_engines() -> Iterator[None]:
         for value in section.namespace.values():
             if isinstance(value, Engine):
                 value.dispose()
+        sys.modules.pop(section.module_name, None)
     _sections.clear()
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 import sessionkit
 
 from ..harness import CheckFailed, Trial
-from ..models import OrmUser, SkUser, row_of
+from ..models import OrmUser, SkTypedUser, SkUser, row_of
 from ..schema import Row
 
 #: How many objects the rollback check reloads from the database (the rest it inspects).
@@ -36,6 +36,9 @@ class SessionApi:
 
 
 SESSIONKIT = SessionApi("sessionkit", sessionkit.Session, SkUser, sessionkit.inspect)
+SESSIONKIT_TYPED = SessionApi(
+    "sessionkit_typed", sessionkit.Session, SkTypedUser, sessionkit.inspect
+)
 ORM = SessionApi("orm", sqlalchemy.orm.Session, OrmUser, sqlalchemy.inspect)
 
 
