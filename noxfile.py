@@ -47,9 +47,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Type-check the package with mypy in strict mode."""
-    session.install("mypy", "sqlalchemy>=2.1,<2.2")
-    session.run("mypy", "--strict", "sessionkit")
+    """Type-check the package with mypy in strict mode, and the typed example
+    (tests/typing) with mypy and pyright, both strict: what an application sees.
+
+    ``pyright[nodejs]`` brings Node.js as a wheel, so the session needs no system Node;
+    the wheel bundles pyright itself (older releases fetched it from npm on first use).
+    """
+    session.install("mypy", "pyright[nodejs]", "sqlalchemy>=2.1,<2.2")
+    session.run("mypy", "--strict", "sessionkit", "tests/typing")
+    session.run("pyright", "tests/typing")
 
 
 @nox.session

@@ -6,6 +6,7 @@ through ``Session.execute``, so identity mapping and autoflush behave exactly as
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, Select, func, select
@@ -66,7 +67,7 @@ class Query(Generic[_T]):
     def all(self) -> list[_T]:
         return list(self.session.execute(self.statement).scalars().all())
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[_T]:
         return iter(self.all())
 
     def first(self) -> _T | None:

@@ -12,33 +12,32 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Generic, Literal, TypeVar, overload
 
-from sqlalchemy import Connection, Engine, Executable
-from sqlalchemy.engine import Result
+from sqlalchemy import Connection, Engine
+from typing_extensions import Self
 
-from .exc import ArgumentError, InvalidRequestError, ObjectDeletedError, StatementError, warn
+from .exc import ArgumentError, InvalidRequestError, StatementError
 from .expiry import expire_identity_map, expire_state
 from .identity import IdentityMap
-from .loader import load_rows
 from .loading import (
     apply_loaded,
     check_unflushed_key,
-    execute,
     expired_key_error,
     expired_keys,
     fetch_by_pk,
     reload_expired,
 )
-from .mapping import MAPPER_ATTR, Mapper, mapper_of, mapper_of_class, state_of
-from .query import Query
+from .mapping import MAPPER_ATTR, mapper_of, state_of
+from .reading import SessionReads
 from .state import NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, state_str
 from .tracking import Tracker
 from .transaction import SessionTransaction
 
 _T = TypeVar("_T")
+_S = TypeVar("_S", bound="Session")
 JoinMode = Literal["conditional_savepoint", "create_savepoint", "rollback_only", "control_fully"]
 _JOIN_MODES = ("conditional_savepoint", "create_savepoint", "rollback_only", "control_fully")
 _hash_keys = itertools.count(1)
@@ -68,11 +67,12 @@ class _IdentitySet:
         return f"IdentitySet({list(self._objs.values())!r})"
 
 
-class Session:
+class Session(SessionReads):
     """Tracks mapped objects and synchronises them with the database through Core.
 
     Public behaviour follows the SQLAlchemy 2.1 ORM ``Session``; see docs/behaviour.md
-    for the rules and the few deliberate differences.
+    for the rules and the few deliberate differences. The reading methods (``get``,
+    ``execute``, ``scalars``...) are in reading.py.
     """
 
     def __init__(
@@ -121,7 +121,7 @@ class Session:
     def __repr__(self) -> str:
         return f"<sessionkit.Session {self.hash_key} at {hex(id(self))}>"
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -419,12 +419,12 @@ class Session:
     # -- flush ---------------------------------------------------------------------------
 
     @property
-    def no_autoflush(self) -> Any:
+    def no_autoflush(self) -> AbstractContextManager[Self]:
         """``with session.no_autoflush:`` suspends autoflush inside the block."""
         return self._no_autoflush_cm()
 
     @contextmanager
-    def _no_autoflush_cm(self) -> Iterator[Session]:
+    def _no_autoflush_cm(self) -> Iterator[Self]:
         self._no_autoflush += 1
         try:
             yield self
@@ -452,99 +452,7 @@ class Session:
         if tracker.flushing or tracker.has_work():
             self._autobegin()._flush()
 
-    # -- reading -------------------------------------------------------------------------
-
-    def get(
-        self,
-        entity: type[_T],
-        ident: Any,
-        *,
-        populate_existing: bool = False,
-    ) -> _T | None:
-        """The object with this primary key: from the identity map, else one SELECT."""
-        # Fast path: one lookup in the index of loaded, unexpired objects; no SQL.
-        try:
-            obj = self._fresh[entity][ident]()
-        except (KeyError, TypeError):  # not indexed (yet), or an unhashable identifier
-            obj = None
-        if obj is not None and not populate_existing:
-            return obj  # type: ignore[no-any-return]
-        mapper = mapper_of_class(entity)
-        key = mapper.normalize_key(ident)
-        if key is None or (not mapper.single_pk and key.count(None) == len(key)):
-            warn(
-                "fully NULL primary key identity cannot load any object.  This condition may "
-                f"raise an error in a future release. (get({mapper.class_.__name__}, "
-                f"{ident!r}): pass the primary-key value to load.)"
-            )
-        txn = self._tracker.transaction
-        if txn is not None:
-            txn._check_active()
-        obj = self.identity_map.lookup(mapper, key)
-        if obj is not None and not populate_existing:
-            return self._get_mapped(obj, mapper, key)  # type: ignore[no-any-return]
-        self._autoflush()
-        row = fetch_by_pk(self.connection(), mapper, key, mapper.attr_keys)
-        if row is None:
-            return None
-        tracker = self._tracker
-        objs = load_rows(tracker.identity_map, mapper, (row,), populate_existing, tracker.modified)
-        return objs[0]  # type: ignore[no-any-return]
-
-    def _get_mapped(self, obj: Any, mapper: Mapper, key: Any) -> Any:
-        """get() of an object in the identity map: only a fully expired one is loaded;
-        one whose row is gone becomes *deleted* and get() returns None."""
-        state = obj.__dict__[STATE_KEY]
-        if state.expired is not mapper.all_attrs:
-            self.identity_map.note_fresh(mapper, key)
-            return obj
-        try:
-            self._load_expired_attribute(obj, state, "")
-            return obj
-        except ObjectDeletedError:
-            pass
-        row = fetch_by_pk(self.connection(), mapper, key, mapper.attr_keys)
-        if row is None:
-            txn = self._tracker.transaction
-            self._tracker.mark_row_gone(obj, state, None if txn is None else txn.log)
-            return None
-        apply_loaded(obj, state, mapper.attr_keys, row, overwrite=False)
-        return obj
-
-    def execute(
-        self,
-        statement: Executable,
-        params: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
-        *,
-        execution_options: dict[str, Any] | None = None,
-    ) -> Result[Any]:
-        """Run a Core statement; selects of mapped classes yield identity-mapped objects."""
-        self._autoflush()
-        conn = self.connection()
-        opts = execution_options or {}
-        return execute(conn, statement, params, opts, self.identity_map, self._tracker.modified)
-
-    def scalars(
-        self,
-        statement: Executable,
-        params: dict[str, Any] | None = None,
-        *,
-        execution_options: dict[str, Any] | None = None,
-    ) -> Any:
-        return self.execute(statement, params, execution_options=execution_options).scalars()
-
-    def scalar(
-        self,
-        statement: Executable,
-        params: dict[str, Any] | None = None,
-        *,
-        execution_options: dict[str, Any] | None = None,
-    ) -> Any:
-        return self.execute(statement, params, execution_options=execution_options).scalar()
-
-    def query(self, entity: type[_T]) -> Query[_T]:
-        """The small legacy facade: ``session.query(User).filter(...).all()``."""
-        return Query(self, mapper_of_class(entity))
+    # -- merging -------------------------------------------------------------------------
 
     def merge(self, instance: _T, *, load: bool = True) -> _T:
         """Copy ``instance``'s loaded state onto this session's object for the same key.
@@ -625,26 +533,39 @@ class Session:
         return False
 
 
-class sessionmaker:
+class sessionmaker(Generic[_S]):
     """A configured Session factory: ``Session = sessionmaker(bind=engine)``."""
+
+    class_: type[_S]
+
+    # Typed as the ORM's: sessionmaker(engine) makes Sessions, class_=X makes X's.
+    @overload
+    def __init__(
+        self, bind: Engine | Connection | None = ..., *, class_: type[_S], **options: Any
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: sessionmaker[Session], bind: Engine | Connection | None = ..., **options: Any
+    ) -> None: ...
 
     def __init__(
         self,
         bind: Engine | Connection | None = None,
         *,
-        class_: type[Session] = Session,
+        class_: type[Any] = Session,
         **options: Any,
     ) -> None:
         self.bind = bind
         self.class_ = class_
         self.kw = options
 
-    def __call__(self, **local_kw: Any) -> Session:
+    def __call__(self, **local_kw: Any) -> _S:
         kw = {"bind": self.bind, **self.kw, **local_kw}
         return self.class_(**kw)
 
     @contextmanager
-    def begin(self) -> Iterator[Session]:
+    def begin(self) -> Iterator[_S]:
         """A new Session in a transaction: commits at the end, rolls back on error, closes."""
         with self() as session, session.begin():
             yield session
