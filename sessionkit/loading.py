@@ -14,6 +14,7 @@ from sqlalchemy import Executable, Select, and_, bindparam, or_, select, tuple_
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.engine.result import ChunkedIteratorResult, SimpleResultMetaData
 
+from .aliasing import ALIAS_KEY, FromStatement
 from .exc import InvalidRequestError, ObjectDeletedError
 from .loader import load_rows
 from .mapping import mapper_of_class
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from .mapping import Mapper
 
 Pair = tuple[Any, InstanceState]
+# Per selected element: (its mapper or None, how many result columns, its result key).
+Plan = list[tuple["Mapper | None", int, "str | None"]]
 
 
 def pk_params(mapper: Mapper, key: Any) -> dict[str, Any]:
@@ -115,14 +118,22 @@ def execute(
     in one loader call, the fast path.
     """
     plan = _entity_plan(statement) if isinstance(statement, Select) else None
-    if plan is None:
+    if plan is not None:
+        assert isinstance(statement, Select)
+        select_ = statement
+        cursor = conn.execute(statement, params, execution_options=opts)
+    elif isinstance(statement, FromStatement):
+        # The statement's rows, their columns picked in the order of the select's plan.
+        select_ = statement.select
+        plan = _entity_plan(select_)
+        assert plan is not None  # FromStatement refuses a select without an entity
+        cursor = statement.columns_of(conn.execute(statement, params, execution_options=opts))
+    else:
         return conn.execute(statement, params, execution_options=opts)
-    assert isinstance(statement, Select)
     own = statement.get_execution_options()
     populate = bool(opts.get("populate_existing") or own.get("populate_existing"))
     yield_per = opts.get("yield_per", own.get("yield_per"))
-    cursor = conn.execute(statement, params, execution_options=opts)
-    keys, build = _builder(plan, statement, cursor, imap, populate, modified)
+    keys, build = _builder(plan, select_, cursor, imap, populate, modified)
     plain = driver_rows_suffice(cursor)
     generation = imap.generation
 
@@ -154,8 +165,8 @@ def execute(
     return result
 
 
-def _map_gone(plan: list[tuple[Mapper | None, int]]) -> InvalidRequestError:
-    names = ", ".join(m.class_.__name__ for m, _ in plan if m is not None)
+def _map_gone(plan: Plan) -> InvalidRequestError:
+    names = ", ".join(m.class_.__name__ for m, _, _ in plan if m is not None)
     return InvalidRequestError(
         f"Object of class {names} cannot be converted to 'persistent' state, as this "
         f"identity map is no longer valid.  Has the owning Session been closed? The result "
@@ -166,32 +177,33 @@ def _map_gone(plan: list[tuple[Mapper | None, int]]) -> InvalidRequestError:
 
 
 def _builder(
-    plan: list[tuple[Mapper | None, int]],
+    plan: Plan,
     statement: Select[Any],
     cursor: Any,
     imap: IdentityMap,
     populate: bool,
     modified: dict[InstanceState, Any],
-) -> tuple[list[str], Callable[[Sequence[Sequence[Any]]], list[Any]]]:
-    """The result's keys, and how to turn a batch of rows into objects or tuples."""
+) -> tuple[list[Any], Callable[[Sequence[Sequence[Any]]], list[Any]]]:
+    """The result's keys (None for an alias without a name, as in the ORM), and how to
+    turn a batch of rows into objects or tuples."""
     if len(plan) == 1:
-        entity = plan[0][0]
+        entity, _, key = plan[0]
         assert entity is not None
 
         def build_objects(rows: Sequence[Sequence[Any]]) -> list[Any]:
             return load_rows(imap, entity, rows, populate, modified)
 
-        return [entity.class_.__name__], build_objects
+        return [key], build_objects
     names = list(cursor.keys())
     for i, raw in enumerate(statement._raw_columns):
         key = getattr(raw, "key", None)
-        if plan[i] == (None, 1) and isinstance(key, str):
-            names[sum(width for _, width in plan[:i])] = key
-    keys: list[str] = []
+        if plan[i] == (None, 1, None) and isinstance(key, str):
+            names[sum(width for _, width, _ in plan[:i])] = key
+    keys: list[Any] = []
     pos = 0
-    for mapper, width in plan:
+    for mapper, width, entity_key in plan:
         if mapper is not None:
-            keys.append(mapper.class_.__name__)
+            keys.append(entity_key)
         else:
             keys.extend(names[pos : pos + width])
         pos += width
@@ -199,7 +211,7 @@ def _builder(
     def build_tuples(rows: Sequence[Sequence[Any]]) -> list[Any]:
         columns: list[list[Any]] = []
         pos = 0
-        for mapper, width in plan:
+        for mapper, width, _ in plan:
             part = [row[pos : pos + width] for row in rows]
             if mapper is not None:
                 columns.append(load_rows(imap, mapper, part, populate, modified))
@@ -211,9 +223,10 @@ def _builder(
     return keys, build_tuples
 
 
-def _entity_plan(statement: Select[Any]) -> list[tuple[Mapper | None, int]] | None:
-    """Which result columns belong to which mapped class, or None if there are none."""
-    plan: list[tuple[Mapper | None, int]] = []
+def _entity_plan(statement: Select[Any]) -> Plan | None:
+    """Which result columns belong to which mapped class (and the result key of each),
+    or None if there are none."""
+    plan: Plan = []
     found = False
     for raw in statement._raw_columns:
         mapper = raw._annotations.get("sessionkit_mapper")
@@ -222,11 +235,14 @@ def _entity_plan(statement: Select[Any]) -> list[tuple[Mapper | None, int]] | No
             mapper_of_class(entity.class_)  # an entity of the ORM's: raises, saying so
         if mapper is not None:
             found = True
-            plan.append((mapper, len(mapper.columns)))
+            plan.append((mapper, len(mapper.columns), mapper.class_.__name__))
+        elif (alias := raw._annotations.get(ALIAS_KEY)) is not None:
+            found = True
+            plan.append(alias.plan_entry(statement))
         elif hasattr(raw, "c") and not hasattr(raw, "type"):
-            plan.append((None, len(raw.c)))
+            plan.append((None, len(raw.c), None))
         else:
-            plan.append((None, 1))
+            plan.append((None, 1, None))
     return plan if found else None
 
 
