@@ -1,10 +1,25 @@
-"""``inspect(obj)`` and ``inspect(User)``: read-only views of lifecycle state."""
+"""``inspect(obj)`` and ``inspect(User)``: read-only views of lifecycle state.
+
+Core's ``sqlalchemy.inspect()`` gives the same answers: it looks up a registrar by
+walking ``type(subject).__mro__``, so every mapped class is registered for its instances
+when it is mapped (through ``portable.ON_MAPPED``), and the metaclass of declarative
+classes (or an application's, with ``register_class_inspection()``) for the classes.
+A plain class mapped imperatively has ``type`` as its type, so only ``sessionkit.inspect()``
+inspects the class itself: ``type`` and ``object`` are never registered, as the ORM
+registers them when it is imported and would fail if they were taken.
+"""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import weakref
+from typing import Any, NamedTuple, cast
 
-from .mapping import Mapper, mapper_of_class, state_of
+from sqlalchemy import inspection as core_inspection
+
+from .declarative import DeclarativeMeta
+from .exc import ArgumentError
+from .mapping import MAPPER_ATTR, Mapper, mapper_of_class, state_of
+from .portable import ON_MAPPED
 from .state import NO_VALUE, InstanceState
 
 
@@ -169,3 +184,86 @@ def inspect(subject: Any) -> Any:
     if isinstance(subject, type):
         return mapper_of_class(subject)
     return InstanceInspection(subject)
+
+
+# -- Core's inspect() -------------------------------------------------------------------
+
+
+def _inspect_instance(obj: Any) -> InstanceInspection | None:
+    """Core's registrar for instances of mapped classes; None lets its walk go on."""
+    if MAPPER_ATTR not in type(obj).__dict__:
+        return None  # an unmapped subclass of a mapped class
+    return InstanceInspection(obj)
+
+
+def _inspect_class(cls: Any) -> Mapper | None:
+    """Core's registrar for classes of a registered metaclass; None for unmapped ones."""
+    mapper: Mapper | None = cls.__dict__.get(MAPPER_ATTR)
+    return mapper
+
+
+class _ClassKey(weakref.ref[type]):
+    """A registry key equal to its class that does not keep it alive: classes mapped and
+    dropped (as tests do by the thousand) leave Core's registry when they are collected."""
+
+    __slots__ = ("_hash",)
+
+    def __new__(cls, class_: type) -> _ClassKey:
+        return super().__new__(cls, class_, _forget)
+
+    def __init__(self, class_: type) -> None:
+        self._hash = hash(class_)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or self() is other
+
+
+def _forget(key: weakref.ref[Any]) -> None:
+    core_inspection._registrars.pop(cast(Any, key), None)
+
+
+def _register_instances(cls: type) -> None:
+    """``portable.ON_MAPPED`` hook: Core's inspect(obj) of ``cls`` objects is ours. A class
+    already registered (by us, or by the application) keeps its registrar."""
+    registry = core_inspection._registrars
+    if cls in registry or cls is object or cls is type:
+        return
+    registry[cast(Any, _ClassKey(cls))] = _inspect_instance
+
+
+def register_class_inspection(metaclass: type) -> None:
+    """Make Core's ``inspect(cls)`` return the Mapper for mapped classes whose metaclass is
+    ``metaclass`` (a class is inspected through its metaclass's MRO). Registering it again
+    is a no-op."""
+    if not (isinstance(metaclass, type) and issubclass(metaclass, type)):
+        raise ArgumentError(
+            f"register_class_inspection() takes a metaclass (a subclass of type), got "
+            f"{metaclass!r}; pass type(MappedClass) of a class with its own metaclass."
+        )
+    if metaclass is type:
+        raise ArgumentError(
+            "register_class_inspection(type) would take over inspect() of every class, and "
+            "the SQLAlchemy ORM registers type itself (importing it would then fail). Give "
+            "the mapped classes a metaclass of their own and register that one."
+        )
+    existing = core_inspection._registrars.get(metaclass)
+    if existing is not None and not _same_function(existing, _inspect_class):
+        raise ArgumentError(
+            f"Metaclass {metaclass.__module__}.{metaclass.__qualname__} is already registered "
+            f"with sqlalchemy.inspect() by {existing!r}; sessionkit cannot take it over. Give "
+            f"the sessionkit-mapped classes a metaclass of their own."
+        )
+    core_inspection._registrars[metaclass] = _inspect_class
+
+
+def _same_function(a: object, b: object) -> bool:
+    """Same name and module: as Core's own check, so that a reloaded module may re-register."""
+    return all(getattr(a, n, None) == getattr(b, n) for n in ("__module__", "__qualname__"))
+
+
+if not any(_same_function(hook, _register_instances) for hook in ON_MAPPED):
+    ON_MAPPED.append(_register_instances)
+register_class_inspection(DeclarativeMeta)

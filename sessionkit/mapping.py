@@ -16,6 +16,7 @@ from sqlalchemy import Column, FromClause, Table
 
 from .attributes import ColumnAttribute, instance_delattr, instance_setattr
 from .exc import ArgumentError, InvalidRequestError, UnmappedClassError, UnmappedInstanceError
+from .portable import class_mapped
 from .state import STATE_KEY, InstanceState, Loaded, materialize
 
 MAPPER_ATTR = "__sk_mapper__"
@@ -67,7 +68,10 @@ class Mapper:
         self.unset_defaults: dict[str, Any] = {}
         # The row -> primary-key value function used by the loader.
         self.row_pk: Callable[[Any], Any] = operator.itemgetter(*self.pk_positions)
-        self.selectable: FromClause = table._annotate({"sessionkit_mapper": self})
+        # The compile plugin (aliasing.py) gives select(User).from_statement() a meaning.
+        self.selectable: FromClause = table._annotate(
+            {"sessionkit_mapper": self}
+        )._set_propagate_attrs({"compile_state_plugin": "sessionkit", "plugin_subject": None})
         self.base_setattr: Callable[[Any, str, Any], None] = object.__setattr__
         self.statement_cache: dict[Any, Any] = {}
         self.compare: dict[str, Callable[[Any, Any], bool]] = {
@@ -225,6 +229,7 @@ def map_imperatively(
     type.__setattr__(cls, MAPPER_ATTR, mapper)
     if "__table__" not in cls.__dict__:
         type.__setattr__(cls, "__table__", table)
+    class_mapped(cls)
     return mapper
 
 

@@ -6,6 +6,10 @@ that reading a loaded attribute is a single dictionary hit. The state is deliber
 small (``__slots__``) and knows its Session only through a weak reference shared by all
 objects of that Session, so it costs no allocation per object and never keeps a Session
 alive.
+
+Objects travel (pickle, ``copy.deepcopy``, ``copy.copy`` through ``portable.py``) as the
+ORM's do: the state and the shared marker reduce to the mapped *class* and the facts of
+the object, never to the Mapper or the Session, and come back detached.
 """
 
 from __future__ import annotations
@@ -13,11 +17,18 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any, Final
 
+from .exc import UnmappedClassError
+
 if TYPE_CHECKING:
     from .mapping import Mapper
     from .session import Session
 
-STATE_KEY: Final = "_sk_state"
+# It starts with "_sa" because serializers that walk ``vars(obj)`` (FastAPI's
+# jsonable_encoder) skip such keys as SQLAlchemy's bookkeeping, and it is not
+# "_sa_instance_state", which the ORM's inspect() reads from any object.
+STATE_KEY: Final = "_sa_sk_state"
+# Where a mapped class keeps its Mapper (``mapping.MAPPER_ATTR``; not imported: above us).
+_MAPPER_ATTR: Final = "__sk_mapper__"
 
 
 class _NoValue:
@@ -109,6 +120,16 @@ class InstanceState:
         self.committed = None
         self.modified = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the class and the object's facts: it comes back in no Session
+        (detached, or transient without a key), with its unflushed changes and expired
+        keys. Delete marks are dropped, as the ORM drops them: the copy can be re-added."""
+        reason = None if self.expired_by is None else self.expired_by.reason
+        return (
+            restore_state,
+            (self.mapper.class_, self.key, self.committed, self.modified, self.expired, reason),
+        )
+
 
 class Loaded:
     """Stands in for an ``InstanceState`` on an object loaded and not touched since.
@@ -135,6 +156,48 @@ class Loaded:
 
     def __repr__(self) -> str:
         return f"<Loaded {self.mapper.class_.__name__}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its class: it comes back as the class's "detached, loaded" marker."""
+        return (restore_marker, (self.mapper.class_,))
+
+
+def _mapper_for(cls: type, what: str) -> Mapper:
+    mapper = cls.__dict__.get(_MAPPER_ATTR)
+    if mapper is None:
+        raise UnmappedClassError(
+            f"Cannot restore {what} of a {cls.__module__}.{cls.__qualname__} object: the class "
+            f"is not mapped by sessionkit in this process. Import the module that maps it "
+            f"(its declarative class or map_imperatively() call) before unpickling or copying."
+        )
+    return mapper  # type: ignore[no-any-return]
+
+
+def restore_state(
+    cls: type,
+    key: Any,
+    committed: dict[str, Any] | None,
+    modified: bool,
+    expired: frozenset[str] | None,
+    reason: str | None,
+) -> InstanceState:
+    """The state ``InstanceState.__reduce__`` describes, detached (pickles name this
+    function: keep its name and arguments)."""
+    mapper = _mapper_for(cls, "the state")
+    state = InstanceState(mapper, key)
+    state.committed = dict(committed) if committed else None
+    state.modified = modified
+    if expired:
+        # A fully expired object is marked by the mapper's own set (identity is checked).
+        state.expired = mapper.all_attrs if expired == mapper.all_attrs else frozenset(expired)
+    if reason is not None:
+        state.expired_by = Expiry(reason)
+    return state
+
+
+def restore_marker(cls: type) -> Loaded:
+    """The class's shared "detached, loaded" marker (pickles name this function)."""
+    return _mapper_for(cls, "the loaded marker").detached_marker
 
 
 def materialize(obj: Any, marker: Loaded) -> InstanceState:
