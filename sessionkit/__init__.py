@@ -1,5 +1,6 @@
 """sessionkit: the ORM Session's object lifecycle for SQLAlchemy Core applications."""
 
+from .aliasing import AliasedClass, FromStatement, aliased
 from .columns import Mapped, MappedColumn, mapped_column
 from .declarative import DeclarativeBase, DeclarativeMeta, MappedAsDataclass, declarative_base
 from .inspection import History, InstanceInspection, inspect
@@ -12,8 +13,10 @@ from .transaction import SessionTransaction
 
 __all__ = [
     "NO_VALUE",
+    "AliasedClass",
     "DeclarativeBase",
     "DeclarativeMeta",
+    "FromStatement",
     "History",
     "InstanceInspection",
     "Mapped",
@@ -23,6 +26,7 @@ __all__ = [
     "Query",
     "Session",
     "SessionTransaction",
+    "aliased",
     "declarative_base",
     "inspect",
     "is_retryable",

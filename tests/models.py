@@ -2,15 +2,101 @@
 create their tables and commit a few rows outside any recording."""
 
 from __future__ import annotations
+import __future__
 
+import decimal
+import enum
+import sys
+import types
+from pathlib import Path
 from typing import Any
 
 from reference import Api
-from sqlalchemy import Column, ForeignKey, Integer, String
+from sqlalchemy import Column, Dialect, ForeignKey, Integer, Numeric, String, TypeDecorator
+
+# -- typed models ----------------------------------------------------------------------------
+
+TYPED_SOURCE = Path(__file__).with_name("models_typed.py")
+TYPED_MODULE = "models_typed"
+_typed_modules: dict[tuple[str, bool], types.ModuleType] = {}
+
+
+def typed(api: Api, *, future: bool = True) -> Any:
+    """``models_typed.py`` executed as a module of ``api``'s own: its ``DeclarativeBase``,
+    ``Mapped``, ``mapped_column`` and ``MappedAsDataclass`` are that library's, so the ORM's
+    classes and sessionkit's come from one source text.
+
+    ``future=True`` compiles it with ``from __future__ import annotations`` (each library
+    evaluates the annotation strings in that module's namespace), ``future=False`` without
+    (the class statement evaluates them).
+
+    Both libraries look string annotations up in ``sys.modules[cls.__module__]``, and the
+    four modules are all named ``models_typed`` (so that class reprs, and messages that
+    show them, are the same for both libraries): each call makes the returned module the
+    one ``sys.modules`` holds. Call ``typed(api)`` right before declaring, not earlier.
+    """
+    key = (api.name, future)
+    module = _typed_modules.get(key)
+    if module is None:
+        module = types.ModuleType(TYPED_MODULE)
+        module.__file__ = str(TYPED_SOURCE)
+        module.__dict__["TYPED_NAMES"] = api.typed
+        flags = __future__.annotations.compiler_flag if future else 0
+        code = compile(
+            TYPED_SOURCE.read_text(), str(TYPED_SOURCE), "exec", flags=flags, dont_inherit=True
+        )
+        sys.modules[TYPED_MODULE] = module
+        exec(code, module.__dict__)
+        _typed_modules[key] = module
+    sys.modules[TYPED_MODULE] = module
+    return module
+
+
+class Color(enum.Enum):
+    """An ``enum.Enum`` for ``Mapped[Color]`` (shared by both libraries' typed models)."""
+
+    red = "red"
+    green = "green"
+
+
+class Money:
+    """An application class with no SQL type of its own: typed through
+    ``type_annotation_map = {Money: MoneyType()}``."""
+
+    def __init__(self, cents: int) -> None:
+        self.cents = cents
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Money) and other.cents == self.cents
+
+    def __hash__(self) -> int:
+        return hash(self.cents)
+
+    def __repr__(self) -> str:
+        return f"Money({self.cents})"
+
+
+class MoneyType(TypeDecorator[Money]):
+    """``Money`` stored as ``NUMERIC(12, 2)``."""
+
+    impl = Numeric(12, 2)
+    cache_ok = True
+
+    def process_bind_param(self, value: Money | None, dialect: Dialect) -> decimal.Decimal | None:
+        return None if value is None else decimal.Decimal(value.cents) / 100
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Money | None:
+        return None if value is None else Money(int(decimal.Decimal(value) * 100))
+
+
+# -- Column models ---------------------------------------------------------------------------
 
 
 def user_model(api: Api, tablename: str = "user_account") -> tuple[Any, Any]:
-    """``User(id INTEGER autoincrement, name, fullname)`` and its Base."""
+    """``User(id INTEGER autoincrement, name, fullname)`` and its Base (typed for
+    ``api.typed_models``)."""
+    if api.typed_models:
+        return typed(api).user_model(tablename)  # type: ignore[no-any-return]
     Base = api.declarative_base()
 
     class User(Base):
@@ -23,7 +109,10 @@ def user_model(api: Api, tablename: str = "user_account") -> tuple[Any, Any]:
 
 
 def item_model(api: Api) -> tuple[Any, Any]:
-    """``Item(id VARCHAR client-assigned, name UNIQUE)`` and its Base."""
+    """``Item(id VARCHAR client-assigned, name UNIQUE)`` and its Base (typed for
+    ``api.typed_models``)."""
+    if api.typed_models:
+        return typed(api).item_model()  # type: ignore[no-any-return]
     Base = api.declarative_base()
 
     class Item(Base):
@@ -35,6 +124,10 @@ def item_model(api: Api) -> tuple[Any, Any]:
 
 
 def parent_child_model(api: Api) -> tuple[Any, Any, Any]:
+    """``Parent``, ``Child(parent_id NOT NULL REFERENCES parents)`` and their Base (typed
+    for ``api.typed_models``)."""
+    if api.typed_models:
+        return typed(api).parent_child_model()  # type: ignore[no-any-return]
     Base = api.declarative_base()
 
     class Parent(Base):

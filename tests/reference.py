@@ -9,7 +9,8 @@ database and asserts both observation lists are equal.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy.orm as orm
@@ -21,6 +22,16 @@ import sessionkit.exc as sk_exc
 from support import SQLRecorder
 
 STATES = ("transient", "pending", "persistent", "deleted", "detached")
+
+
+@dataclass(frozen=True)
+class Typed:
+    """One library's typed declarative names, as ``models.typed(api)`` binds them."""
+
+    DeclarativeBase: Any
+    Mapped: Any
+    mapped_column: Any
+    MappedAsDataclass: Any
 
 
 @dataclass
@@ -37,6 +48,11 @@ class Api:
     UnmappedInstanceError: type[BaseException]
     StaleDataError: type[BaseException]
     state_key: str
+    typed: Typed
+    # True: the shared models of models.py (user_model(), item_model()...) are declared
+    # with DeclarativeBase / Mapped[] / mapped_column() instead of declarative_base() and
+    # Column (see SK_TYPED, ORM_TYPED).
+    typed_models: bool = False
 
     def state(self, obj: object) -> str:
         """The one lifecycle state name that ``inspect(obj)`` reports as True."""
@@ -65,7 +81,13 @@ SK = Api(
     ObjectDeletedError=sk_exc.ObjectDeletedError,
     UnmappedInstanceError=sk_exc.UnmappedInstanceError,
     StaleDataError=sk_exc.StaleDataError,
-    state_key="_sk_state",
+    state_key="_sa_sk_state",
+    typed=Typed(
+        DeclarativeBase=sessionkit.DeclarativeBase,
+        Mapped=sessionkit.Mapped,
+        mapped_column=sessionkit.mapped_column,
+        MappedAsDataclass=sessionkit.MappedAsDataclass,
+    ),
 )
 
 ORM = Api(
@@ -81,7 +103,21 @@ ORM = Api(
     UnmappedInstanceError=orm_exc.UnmappedInstanceError,
     StaleDataError=orm_exc.StaleDataError,
     state_key="_sa_instance_state",
+    typed=Typed(
+        DeclarativeBase=orm.DeclarativeBase,
+        Mapped=orm.Mapped,
+        mapped_column=orm.mapped_column,
+        MappedAsDataclass=orm.MappedAsDataclass,
+    ),
 )
+
+# The same two libraries, with the shared models of models.py declared typed.
+SK_TYPED = replace(SK, typed_models=True)
+ORM_TYPED = replace(ORM, typed_models=True)
+
+# The pair compare() runs when it is given none: (SK, ORM) unless a test sets it, as
+# test_typed_seed_stories.py does to re-run existing scenarios on typed models.
+COMPARED: ContextVar[tuple[Api, Api]] = ContextVar("COMPARED", default=(SK, ORM))
 
 
 class Obs(list[Any]):
@@ -133,11 +169,18 @@ def run(api: Api, engine: Engine, scenario: Callable[[Api, Engine, Obs], None]) 
 
 
 def compare(
-    scenario: Callable[[Api, Engine, Obs], None], engine: Engine, ref_engine: Engine
+    scenario: Callable[[Api, Engine, Obs], None],
+    engine: Engine,
+    ref_engine: Engine,
+    apis: tuple[Api, Api] | None = None,
 ) -> Obs:
-    """Run on both; assert equal observations; return sessionkit's for extra checks."""
-    ours = run(SK, engine, scenario)
-    theirs = run(ORM, ref_engine, scenario)
+    """Run on both; assert equal observations; return sessionkit's for extra checks.
+
+    ``apis`` is the (sessionkit, ORM) pair to run, ``COMPARED``'s by default.
+    """
+    sk_api, orm_api = COMPARED.get() if apis is None else apis
+    ours = run(sk_api, engine, scenario)
+    theirs = run(orm_api, ref_engine, scenario)
     mine, ref = _without_database_name(ours, engine), _without_database_name(theirs, ref_engine)
     if mine != ref:
         raise AssertionError(_diff(mine, ref))

@@ -300,7 +300,7 @@ def test_an_annotation_only_mapped_attribute_in_a_mixin_is_a_column() -> None:
 
 
 def test_a_mapped_annotation_with_a_non_column_value_is_refused() -> None:
-    """The ORM fails with an AttributeError naming only the attribute here."""
+    """The ORM maps the class without the attribute here, silently."""
     Base = declarative_base()
     with pytest.raises(ArgumentError, match=r"^User\.nickname is annotated Mapped\[str\] but"):
         _user_class(Base, {"__annotations__": {"nickname": Mapped[str]}, "nickname": "n/a"})
