@@ -19,7 +19,7 @@ from typing_extensions import dataclass_transform
 from . import typemap
 from .attributes import instance_init, instance_repr, instance_setattr
 from .columns import DONT_SET, MappedColumn, mapped_column
-from .exc import ArgumentError
+from .exc import ArgumentError, InvalidRequestError
 from .mapping import MAPPER_ATTR, Mapper, map_imperatively
 from .refusals import LOST, declared, refuse_orm_constructs, where
 from .scan import Scan, build_table, refuse_table_annotations, scan_columns
@@ -39,6 +39,9 @@ class DeclarativeMeta(type):
 
     def __setattr__(cls, name: str, value: Any) -> None:
         if name == "__dataclass_params__" and MAPPER_ATTR in cls.__dict__:
+            table = cls.__dict__[MAPPER_ATTR].table
+            if table.metadata.tables.get(table.key) is table:
+                table.metadata.remove(table)  # so that the corrected class can be declared
             raise ArgumentError(
                 f"@dataclass cannot be applied to the mapped class {cls.__name__}: its "
                 f"columns are already sessionkit descriptors, which the dataclass would take "
@@ -191,7 +194,15 @@ def map_declarative(cls: type, metadata: MetaData, type_map: dict[Any, Any]) -> 
         table = build_table(cls, str(tablename), metadata, scan)
         attr_names = scan.attribute_names
         if dc_options is not None:
-            _apply_dataclass(cls, scan, dc_options, restore=False)
+            try:
+                _apply_dataclass(cls, scan, dc_options, restore=False)
+            except (TypeError, ValueError) as err:
+                metadata.remove(table)  # nothing half-registered: the class can be fixed
+                raise InvalidRequestError(
+                    f"Python dataclasses error encountered when creating dataclass for "
+                    f"{cls.__name__!r}: {err!r}. Give the fields without a default first, or "
+                    f"pass kw_only=True (in the class statement or to mapped_column())."
+                ) from err
         for d in scan.columns:
             if d.owner is cls and d.name in cls.__dict__:
                 type.__delattr__(cls, d.name)

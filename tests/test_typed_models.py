@@ -848,15 +848,6 @@ def test_a_refusal_by_the_orm_leaves_the_metadata_empty_too() -> None:
         assert list(Base.metadata.tables) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ORM: a dataclass error at class creation (a field without a default after one "
-        "with a default) raises InvalidRequestError and leaves no table in the MetaData; "
-        "sessionkit raises the bare TypeError of dataclasses and leaves table "
-        "'misordered' registered, so the corrected class cannot be declared"
-    ),
-)
 @MODES
 def test_a_dataclass_error_leaves_nothing_registered(future: bool) -> None:
     """models-3, models-4."""
@@ -987,15 +978,6 @@ def test_a_hand_applied_dataclass_is_refused(future: bool) -> None:
         Manual(1, "x")  # the ORM's keyword constructor, not the dataclass's
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "sessionkit maps the class (and adds table 'manual' to the MetaData) before "
-        "@dataclass runs and refuses it; the refused class stays mapped and its table "
-        "registered, so the corrected declaration fails with 'Table 'manual' is already "
-        "defined'. (The ORM accepts the decorator: no reference for the refusal itself.)"
-    ),
-)
 def test_a_refused_hand_applied_dataclass_leaves_nothing_registered() -> None:
     """models-4, models-5."""
     module = typed(SK)
