@@ -83,7 +83,14 @@ class DeclarativeBase(metaclass=DeclarativeMeta):
         if DeclarativeBase in cls.__bases__:
             _set_up_base(cls)
         else:
-            map_declarative(cls, cls.metadata, getattr(cls, _TYPE_MAP_ATTR))
+            # From the bases: a column may be named "metadata" (then the class's own
+            # attribute is that column), as in the ORM.
+            metadata = next(
+                k.__dict__["metadata"]
+                for k in cls.__mro__[1:]
+                if isinstance(k.__dict__.get("metadata"), MetaData)
+            )
+            map_declarative(cls, metadata, getattr(cls, _TYPE_MAP_ATTR))
 
 
 def _set_up_base(cls: type) -> None:
@@ -126,6 +133,23 @@ class MappedAsDataclass(metaclass=DeclarativeMeta):
                 )
         type.__setattr__(cls, _DATACLASS_ATTR, options)
         super().__init_subclass__(**kw)
+        if not hasattr(cls, "metadata"):
+            _dataclass_mixin(cls, options)  # a mixin: its columns become inherited fields
+
+
+def _dataclass_mixin(cls: type, options: dict[str, Any]) -> None:
+    """A ``MappedAsDataclass`` mixin outside any base is a dataclass of its column
+    declarations, which stay on the class for each mapped subclass to copy."""
+    saved: dict[str, Any] = {}
+    for name in typemap.own_annotations(cls):
+        value = cls.__dict__.get(name, DONT_SET)
+        if isinstance(value, (MappedColumn, Column)):
+            saved[name] = value
+            mapped = value if isinstance(value, MappedColumn) else None
+            type.__setattr__(cls, name, _field_for(mapped))
+    dataclasses.dataclass(cls, **options)
+    for name, value in saved.items():
+        type.__setattr__(cls, name, value)
 
 
 def declarative_base(
@@ -191,6 +215,8 @@ def map_declarative(cls: type, metadata: MetaData, type_map: dict[Any, Any]) -> 
     scan: Scan | None = None
     if table is None:
         scan = scan_columns(cls, type_map)
+        if dc_options is not None:
+            _refuse_plain_bases(cls, scan)
         table = build_table(cls, str(tablename), metadata, scan)
         attr_names = scan.attribute_names
         if dc_options is not None:
@@ -226,6 +252,24 @@ def map_declarative(cls: type, metadata: MetaData, type_map: dict[Any, Any]) -> 
             if d.mapped is not None and d.mapped.default is not DONT_SET
         }
         type.__setattr__(cls, "__setattr__", dataclass_setattr)
+
+
+def _refuse_plain_bases(cls: type, scan: Scan) -> None:
+    """A dataclass's fields come from dataclass bases only: a plain mixin's column would be
+    mapped but missing from ``__init__``, ``__repr__`` and ``__eq__``."""
+    plain = [d for d in scan.columns if d.owner is not cls and not _is_dataclass(d.owner)]
+    if plain:
+        names = ", ".join(repr(d.name) for d in plain)
+        owner = plain[0].owner.__name__
+        raise InvalidRequestError(
+            f"When transforming {cls.__name__} to a dataclass, attribute(s) {names} "
+            f"originates from superclass {owner}, which is not a dataclass. Derive {owner} "
+            f"from MappedAsDataclass too, or declare the column(s) on {cls.__name__}."
+        )
+
+
+def _is_dataclass(owner: type) -> bool:
+    return "__dataclass_fields__" in owner.__dict__
 
 
 def dataclass_setattr(self: Any, key: str, value: Any) -> None:

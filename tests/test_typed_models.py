@@ -902,31 +902,8 @@ ORM_REFUSALS = [
             ),
         ),
     ),
-    pytest.param(
-        "refuse_plain_mixin_in_dataclass",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "ORM: a MappedAsDataclass class whose plain (non-dataclass) mixin declares a "
-                "mapped_column() raises InvalidRequestError ('attribute(s) 'created_by' "
-                "originates from superclass ..., which is not a dataclass'); sessionkit maps "
-                "the column but leaves it out of the dataclass (__init__, __repr__, __eq__), "
-                "silently"
-            ),
-        ),
-    ),
-    pytest.param(
-        "column_named_metadata",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "ORM: an attribute named metadata (metadata: Mapped[str | None] = "
-                "mapped_column(String(10))) is mapped as a column, with an SAWarning that the "
-                "name should be left to the MetaData; sessionkit fails with a bare "
-                "AttributeError: 'MappedColumn' object has no attribute 'schema'"
-            ),
-        ),
-    ),
+    "refuse_plain_mixin_in_dataclass",
+    "column_named_metadata",
 ]
 
 
@@ -993,18 +970,7 @@ UNHASHABLE_FACTORIES = ["note_model", "options_model", "kw_only_model", "abstrac
 DATACLASS_FACTORIES = [
     *UNHASHABLE_FACTORIES,
     "hashable_dataclass_models",
-    pytest.param(
-        "dataclass_mixin_model",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "ORM: the column of a MappedAsDataclass mixin (class Audit(MappedAsDataclass): "
-                "created_by: Mapped[str] = mapped_column(default='sys')) is a dataclass field "
-                "of the mapped class: Doc(created_by=..., title=...), shown by repr; "
-                "sessionkit maps the column but leaves it out of __init__, __repr__ and __eq__"
-            ),
-        ),
-    ),
+    "dataclass_mixin_model",
 ]
 
 
