@@ -23,9 +23,8 @@ from sqlalchemy.sql.base import CompileState, Executable, Generative
 from sqlalchemy.sql.cache_key import HasCacheKey
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.selectable import SelectBase, SelectState
-from sqlalchemy.util import immutabledict
 
-from .mapping import mapper_of_class
+from .mapping import PLUGIN, PLUGIN_ATTRS, mapper_of_class
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, CursorResult
@@ -34,14 +33,6 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-PLUGIN = "sessionkit"
-# What a statement carries to be compiled by sessionkit's plugin; Core copies it from
-# the first element that has it onto every statement built around that element. An
-# alias's FROM clause carries it; select(User).from_statement() needs Mapper.selectable
-# to carry it too.
-PLUGIN_ATTRS: immutabledict[str, Any] = immutabledict(
-    {"compile_state_plugin": PLUGIN, "plugin_subject": None}
-)
 # The annotation that marks an alias's FROM clause as an entity.
 ALIAS_KEY = "sessionkit_alias"
 

@@ -20,9 +20,10 @@ from . import typemap
 from .attributes import instance_init, instance_repr, instance_setattr
 from .columns import DONT_SET, MappedColumn, mapped_column
 from .exc import ArgumentError, InvalidRequestError
-from .mapping import MAPPER_ATTR, Mapper, map_imperatively
+from .mapping import Mapper, map_imperatively
 from .refusals import LOST, declared, refuse_orm_constructs, where
 from .scan import Scan, build_table, refuse_table_annotations, scan_columns
+from .state import MAPPER_ATTR
 
 _MAPPER_ARGS = frozenset({"version_id_col", "version_id_generator"})
 _TYPE_MAP_ATTR = "__sk_type_map__"
@@ -140,16 +141,12 @@ class MappedAsDataclass(metaclass=DeclarativeMeta):
 def _dataclass_mixin(cls: type, options: dict[str, Any]) -> None:
     """A ``MappedAsDataclass`` mixin outside any base is a dataclass of its column
     declarations, which stay on the class for each mapped subclass to copy."""
-    saved: dict[str, Any] = {}
-    for name in typemap.own_annotations(cls):
-        value = cls.__dict__.get(name, DONT_SET)
-        if isinstance(value, (MappedColumn, Column)):
-            saved[name] = value
-            mapped = value if isinstance(value, MappedColumn) else None
-            type.__setattr__(cls, name, _field_for(mapped))
-    dataclasses.dataclass(cls, **options)
-    for name, value in saved.items():
-        type.__setattr__(cls, name, value)
+    columns = {
+        name: value if isinstance(value, MappedColumn) else None
+        for name in typemap.own_annotations(cls)
+        if isinstance(value := cls.__dict__.get(name), (MappedColumn, Column))
+    }
+    _make_dataclass(cls, columns, options, restore=True)
 
 
 def declarative_base(
@@ -281,12 +278,19 @@ def dataclass_setattr(self: Any, key: str, value: Any) -> None:
 def _apply_dataclass(cls: type, scan: Scan, options: dict[str, Any], restore: bool) -> None:
     """Run ``dataclasses.dataclass`` over the class with a field per own typed column."""
     annotations = typemap.own_annotations(cls)
-    saved: dict[str, Any] = {}
-    for d in scan.columns:
-        if d.owner is not cls or d.name not in annotations:
-            continue
-        saved[d.name] = cls.__dict__.get(d.name, DONT_SET)
-        type.__setattr__(cls, d.name, _field_for(d.mapped))
+    columns = {d.name: d.mapped for d in scan.columns if d.owner is cls and d.name in annotations}
+    _make_dataclass(cls, columns, options, restore)
+
+
+def _make_dataclass(
+    cls: type, columns: dict[str, MappedColumn[Any] | None], options: dict[str, Any], restore: bool
+) -> None:
+    """Each column's class attribute becomes its dataclass field for the time of
+    ``dataclasses.dataclass``; then it is removed, or put back (``restore``) for
+    subclasses to copy."""
+    saved = {name: cls.__dict__.get(name, DONT_SET) for name in columns}
+    for name, mapped in columns.items():
+        type.__setattr__(cls, name, _field_for(mapped))
     dataclasses.dataclass(cls, **options)
     for name, value in saved.items():
         if name in cls.__dict__:

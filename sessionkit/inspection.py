@@ -18,9 +18,9 @@ from sqlalchemy import inspection as core_inspection
 
 from .declarative import DeclarativeMeta
 from .exc import ArgumentError
-from .mapping import MAPPER_ATTR, Mapper, mapper_of_class, state_of
+from .mapping import Mapper, mapper_of_class, state_of
 from .portable import ON_MAPPED
-from .state import NO_VALUE, InstanceState
+from .state import MAPPER_ATTR, NO_VALUE, InstanceState
 
 
 class History(NamedTuple):

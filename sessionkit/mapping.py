@@ -13,13 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Column, FromClause, Table
+from sqlalchemy.util import immutabledict
 
 from .attributes import ColumnAttribute, instance_delattr, instance_setattr
 from .exc import ArgumentError, InvalidRequestError, UnmappedClassError, UnmappedInstanceError
 from .portable import class_mapped
-from .state import STATE_KEY, InstanceState, Loaded, materialize
+from .state import MAPPER_ATTR, STATE_KEY, InstanceState, Loaded, materialize
 
-MAPPER_ATTR = "__sk_mapper__"
+# The compile-state plugin that gives sessionkit entities their meaning in Core statements
+# (aliasing.py registers it): Core copies these attributes from the first element that
+# has them onto every statement built around it.
+PLUGIN = "sessionkit"
+PLUGIN_ATTRS: immutabledict[str, Any] = immutabledict(
+    {"compile_state_plugin": PLUGIN, "plugin_subject": None}
+)
 
 
 class Mapper:
@@ -71,7 +78,7 @@ class Mapper:
         # The compile plugin (aliasing.py) gives select(User).from_statement() a meaning.
         self.selectable: FromClause = table._annotate(
             {"sessionkit_mapper": self}
-        )._set_propagate_attrs({"compile_state_plugin": "sessionkit", "plugin_subject": None})
+        )._set_propagate_attrs(PLUGIN_ATTRS)
         self.base_setattr: Callable[[Any, str, Any], None] = object.__setattr__
         self.statement_cache: dict[Any, Any] = {}
         self.compare: dict[str, Callable[[Any, Any], bool]] = {

@@ -17,7 +17,7 @@ from sqlalchemy import Column
 from sqlalchemy.types import NullType
 
 from .exc import ArgumentError
-from .mapping import MAPPER_ATTR
+from .state import MAPPER_ATTR
 
 
 def declared(cls: type) -> Iterator[tuple[type, str, Any]]:

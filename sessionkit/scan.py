@@ -20,8 +20,8 @@ from sqlalchemy import Column, MetaData, Table
 from . import typemap
 from .columns import MappedColumn
 from .exc import ArgumentError
-from .mapping import MAPPER_ATTR
 from .refusals import LOST, where
+from .state import MAPPER_ATTR
 
 _MAPPED_HEAD = re.compile(r"\s*(?:\w+\.)*(Mapped|WriteOnlyMapped|DynamicMapped)\s*\[")
 _CLASSVAR_HEAD = re.compile(r"\s*(?:\w+\.)*ClassVar\b")

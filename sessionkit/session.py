@@ -30,9 +30,9 @@ from .loading import (
     fetch_by_pk,
     reload_expired,
 )
-from .mapping import MAPPER_ATTR, mapper_of, state_of
+from .mapping import mapper_of, state_of
 from .reading import SessionReads
-from .state import NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, state_str
+from .state import MAPPER_ATTR, NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, state_str
 from .tracking import Tracker
 from .transaction import SessionTransaction
 

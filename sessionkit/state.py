@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 # jsonable_encoder) skip such keys as SQLAlchemy's bookkeeping, and it is not
 # "_sa_instance_state", which the ORM's inspect() reads from any object.
 STATE_KEY: Final = "_sa_sk_state"
-# Where a mapped class keeps its Mapper (``mapping.MAPPER_ATTR``; not imported: above us).
-_MAPPER_ATTR: Final = "__sk_mapper__"
+# Where a mapped class keeps its Mapper.
+MAPPER_ATTR: Final = "__sk_mapper__"
 
 
 class _NoValue:
@@ -163,7 +163,7 @@ class Loaded:
 
 
 def _mapper_for(cls: type, what: str) -> Mapper:
-    mapper = cls.__dict__.get(_MAPPER_ATTR)
+    mapper = cls.__dict__.get(MAPPER_ATTR)
     if mapper is None:
         raise UnmappedClassError(
             f"Cannot restore {what} of a {cls.__module__}.{cls.__qualname__} object: the class "

@@ -8,11 +8,9 @@ Where sessionkit refuses what the ORM accepts (a selectable without a mapped col
 statement whose rows lack one, clauses that ``from_statement()`` would drop) the test runs
 on sessionkit alone and says why.
 
-``select(Employee).from_statement()`` needs ``Mapper.selectable`` to carry sessionkit's
-compile plugin (``sessionkit.aliasing.PLUGIN_ATTRS``); until it does, Core raises
-NotImplementedError and the ``class`` cases are expected failures (strict: they must fail
-then, and run as ordinary tests once it does). ``select(aliased(Employee))`` carries it
-already, and the ``alias`` cases run the same rules through it.
+``select(Employee).from_statement()`` works because ``Mapper.selectable`` carries
+sessionkit's compile plugin (``sessionkit.mapping.PLUGIN_ATTRS``); the ``alias`` cases run
+the same rules through ``select(aliased(Employee))``.
 
 The model maps an attribute onto a column of another name (``title`` onto ``job_title``)
 so that every rule is also checked where attribute names and column keys differ.
@@ -556,29 +554,12 @@ def test_core_selects_of_the_table_stay_rows(engine: Engine, ref_engine: Engine)
 # -- from_statement() ---------------------------------------------------------------------------
 
 
-def _marked() -> bool:
-    """Whether ``select(User)`` of a sessionkit class carries sessionkit's compile plugin,
-    which Core's ``Select.from_statement()`` needs (see ``sessionkit/aliasing.py``)."""
-    _, Employee = employee_model(SK)
-    plugin: Any = select(Employee)._propagate_attrs.get("compile_state_plugin")
-    return plugin == "sessionkit"
-
-
-needs_marker = pytest.mark.xfail(
-    not _marked(),
-    reason="select(User) of the plain class carries no compile plugin yet: Mapper.selectable "
-    "needs ._set_propagate_attrs(PLUGIN_ATTRS) (sessionkit/aliasing.py)",
-    raises=NotImplementedError,
-    strict=True,
-)
-
-
 def entity_for(api: Api, Employee: Any, how: str) -> Any:
     """The entity a from_statement() test selects: the class, or an alias of it."""
     return Employee if how == "class" else aliased(api)(Employee, name="e")
 
 
-HOW = [pytest.param("class", marks=needs_marker), "alias"]
+HOW = ["class", "alias"]
 
 
 @pytest.mark.parametrize("how", HOW)
