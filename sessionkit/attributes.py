@@ -132,6 +132,18 @@ def instance_setattr(self: Any, key: str, value: Any) -> None:
     d[key] = value
 
 
+def validated_setattr(self: Any, key: str, value: Any) -> None:
+    """``__setattr__`` of a class with ``@validates`` methods: the validator's return
+    value is what gets set; if it raises, nothing is set and nothing is marked changed."""
+    mapper: Mapper = type(self).__sk_mapper__
+    validator = mapper.validator_fns.get(key)
+    if validator is not None:
+        if key in mapper.pk_attr_index and key not in self.__dict__:
+            load_missing(self, key)  # the old key first, as instance_setattr does
+        value = validator(self, key, value)
+    instance_setattr(self, key, value)
+
+
 def instance_delattr(self: Any, key: str) -> None:
     """``del obj.attr`` on a column means "set it to NULL", as in the reference."""
     mapper: Mapper = type(self).__sk_mapper__
@@ -146,8 +158,8 @@ def instance_init(self: Any, **kwargs: Any) -> None:
     """Keyword constructor: ``User(name="sandy")`` sets only the given attributes."""
     cls = type(self)
     d = self.__dict__
-    if not d and kwargs.keys() <= cls.__sk_mapper__.attr_index.keys():
-        # A new object with only column values: nothing to track yet.
+    if not d and kwargs.keys() <= cls.__sk_mapper__.init_keys:
+        # A new object with only column values, none validated: nothing to track yet.
         d.update(kwargs)
         return
     for k, v in kwargs.items():

@@ -133,8 +133,8 @@ _REFUSED: dict[str, str] = {
     "deferred_raiseload": "sessionkit loads every column with its row; drop deferred_raiseload=",
     "use_existing_column": "sessionkit does not map class hierarchies onto one table",
     "active_history": (
-        "sessionkit has no attribute events; load the old value yourself before a change "
-        "if you need it"
+        "sessionkit keeps no attribute history beyond the value before the first change; "
+        "load the old value yourself before a change if you need it"
     ),
 }
 

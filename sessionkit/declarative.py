@@ -17,7 +17,7 @@ from sqlalchemy import Column, MetaData, Table
 from typing_extensions import dataclass_transform
 
 from . import typemap
-from .attributes import instance_init, instance_repr, instance_setattr
+from .attributes import instance_init, instance_repr, instance_setattr, validated_setattr
 from .columns import DONT_SET, MappedColumn, mapped_column
 from .exc import ArgumentError, InvalidRequestError
 from .mapping import Mapper, map_imperatively
@@ -241,14 +241,20 @@ def map_declarative(cls: type, metadata: MetaData, type_map: dict[Any, Any]) -> 
                 f"{cls.__name__} is a MappedAsDataclass class with __table__; declare its "
                 f"columns with mapped_column() instead, so that they become dataclass fields."
             )
-    mapper = map_imperatively(cls, table, attribute_names=attr_names, **mapper_args)
+    try:
+        mapper = map_imperatively(cls, table, attribute_names=attr_names, **mapper_args)
+    except (ArgumentError, InvalidRequestError):
+        if scan is not None:
+            metadata.remove(table)  # nothing half-registered: the class can be fixed
+        raise
     if dc_options is not None and scan is not None:
         mapper.unset_defaults = {
             d.name: d.mapped.default
             for d in scan.columns
             if d.mapped is not None and d.mapped.default is not DONT_SET
         }
-        type.__setattr__(cls, "__setattr__", dataclass_setattr)
+        setter = dataclass_validated_setattr if mapper.validators else dataclass_setattr
+        type.__setattr__(cls, "__setattr__", setter)
 
 
 def _refuse_plain_bases(cls: type, scan: Scan) -> None:
@@ -273,6 +279,13 @@ def dataclass_setattr(self: Any, key: str, value: Any) -> None:
     """The generated ``__init__`` passes DONT_SET for a column not given: leave it unset."""
     if value is not DONT_SET:
         instance_setattr(self, key, value)
+
+
+def dataclass_validated_setattr(self: Any, key: str, value: Any) -> None:
+    """As ``dataclass_setattr``, for a class with validators: a column the call leaves
+    out is not validated, as in the ORM (its default is not assigned)."""
+    if value is not DONT_SET:
+        validated_setattr(self, key, value)
 
 
 def _apply_dataclass(cls: type, scan: Scan, options: dict[str, Any], restore: bool) -> None:

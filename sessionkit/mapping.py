@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Column, FromClause, Table
+from sqlalchemy.event import EventTarget
 from sqlalchemy.util import immutabledict
 
-from .attributes import ColumnAttribute, instance_delattr, instance_setattr
+from .attributes import ColumnAttribute, instance_delattr, instance_setattr, validated_setattr
 from .exc import ArgumentError, InvalidRequestError, UnmappedClassError, UnmappedInstanceError
 from .portable import class_mapped
 from .state import MAPPER_ATTR, STATE_KEY, InstanceState, Loaded, materialize
+from .validation import Validator, collect_validators
 
 # The compile-state plugin that gives sessionkit entities their meaning in Core statements
 # (aliasing.py registers it): Core copies these attributes from the first element that
@@ -29,7 +31,7 @@ PLUGIN_ATTRS: immutabledict[str, Any] = immutabledict(
 )
 
 
-class Mapper:
+class Mapper(EventTarget):
     """Facts about one mapped class, computed once when the class is mapped."""
 
     def __init__(
@@ -80,6 +82,13 @@ class Mapper:
             {"sessionkit_mapper": self}
         )._set_propagate_attrs(PLUGIN_ATTRS)
         self.base_setattr: Callable[[Any, str, Any], None] = object.__setattr__
+        # @validates methods, as the ORM's Mapper.validators: key -> (method, options).
+        # A class with none keeps the plain __setattr__ and constructor.
+        self.validators: immutabledict[str, Validator] = immutabledict()
+        self.validator_fns: dict[str, Callable[[Any, str, Any], Any]] = {}
+        # The constructor keywords stored straight into a new object's __dict__: the
+        # attributes without a validator.
+        self.init_keys: frozenset[str] = self.all_attrs
         self.statement_cache: dict[Any, Any] = {}
         self.compare: dict[str, Callable[[Any, Any], bool]] = {
             k: c.type.compare_values for k, c in zip(self.attr_keys, self.columns, strict=True)
@@ -109,6 +118,11 @@ class Mapper:
                 f"version_id_generator given for class {class_.__name__} without a "
                 f"version_id_col; name the version column too."
             )
+
+    def set_validators(self, validators: dict[str, Validator]) -> None:
+        self.validators = immutabledict(validators)
+        self.validator_fns = {k: fn for k, (fn, _) in validators.items()}
+        self.init_keys = self.all_attrs - validators.keys()
 
     def identity_key_for(self, key: Any) -> tuple[type, tuple[Any, ...], None]:
         return (self.class_, (key,) if self.single_pk else tuple(key), None)
@@ -223,14 +237,18 @@ def map_imperatively(
     names = attribute_names or {}
     attr_keys = {c: names.get(c.key, c.key) for c in table.c}
     mapper = Mapper(cls, table, attr_keys, version_id_col, version_id_generator)
+    mapper.set_validators(
+        collect_validators(cls, mapper.attr_keys, f"Mapper[{cls.__name__}({table.description})]")
+    )
     for key, column in mapper.column_for_attr.items():
         if key == STATE_KEY or key.startswith("__"):
             raise ArgumentError(f"Column {column.key!r} cannot be mapped as attribute {key!r}")
         setattr(cls, key, ColumnAttribute(key, column, mapper))
     own_setattr: Any = cls.__setattr__
-    if own_setattr is not instance_setattr:
+    if own_setattr is not instance_setattr and own_setattr is not validated_setattr:
         mapper.base_setattr = own_setattr
-    type.__setattr__(cls, "__setattr__", instance_setattr)
+    setter = validated_setattr if mapper.validators else instance_setattr
+    type.__setattr__(cls, "__setattr__", setter)
     type.__setattr__(cls, "__delattr__", instance_delattr)
     type.__setattr__(cls, "__clause_element__", _ClauseElementHook(mapper))
     type.__setattr__(cls, MAPPER_ATTR, mapper)

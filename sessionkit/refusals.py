@@ -52,9 +52,8 @@ def refuse_orm_constructs(cls: type) -> None:
             names = ", ".join(map(repr, marks["__sa_validators__"]))
             what = (
                 f"an ORM @validates({names}) method, which sessionkit never calls: the values "
-                f"it should check would reach the table unchecked. sessionkit has no attribute "
-                f"events; check the value before assigning it, e.g. in __init__ or in a method "
-                f"that sets the attribute."
+                f"it should check would reach the table unchecked. Import validates from "
+                f"sessionkit instead: it takes the same arguments."
             )
         elif "__sa_reconstructor__" in marks:
             what = (

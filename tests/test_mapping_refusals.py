@@ -108,9 +108,8 @@ CONSTRUCTS: list[tuple[str, Callable[[], Any], str]] = [
         "validates",
         lambda: orm.validates("name")(_validator),
         "an ORM @validates('name') method, which sessionkit never calls: the values it "
-        "should check would reach the table unchecked. sessionkit has no attribute events; "
-        "check the value before assigning it, e.g. in __init__ or in a method that sets the "
-        "attribute.",
+        "should check would reach the table unchecked. Import validates from sessionkit "
+        "instead: it takes the same arguments.",
     ),
     (
         "reconstructor",
