@@ -3,19 +3,24 @@
 from .aliasing import AliasedClass, FromStatement, aliased
 from .columns import Mapped, MappedColumn, mapped_column
 from .declarative import DeclarativeBase, DeclarativeMeta, MappedAsDataclass, declarative_base
+from .events import MapperEvents, SessionEvents
 from .inspection import History, InstanceInspection, inspect
 from .mapping import Mapper, map_imperatively
+from .objects import make_transient, make_transient_to_detached, object_session
 from .query import Query
 from .retry import is_retryable, run_transaction
-from .session import Session, make_transient, make_transient_to_detached, sessionmaker
+from .scoping import scoped_session
+from .session import Session, sessionmaker
 from .state import NO_VALUE
-from .transaction import SessionTransaction
+from .transaction import FlushContext, SessionTransaction, SessionTransactionOrigin
+from .validation import validates
 
 __all__ = [
     "NO_VALUE",
     "AliasedClass",
     "DeclarativeBase",
     "DeclarativeMeta",
+    "FlushContext",
     "FromStatement",
     "History",
     "InstanceInspection",
@@ -23,9 +28,12 @@ __all__ = [
     "MappedAsDataclass",
     "MappedColumn",
     "Mapper",
+    "MapperEvents",
     "Query",
     "Session",
+    "SessionEvents",
     "SessionTransaction",
+    "SessionTransactionOrigin",
     "aliased",
     "declarative_base",
     "inspect",
@@ -34,8 +42,11 @@ __all__ = [
     "make_transient_to_detached",
     "map_imperatively",
     "mapped_column",
+    "object_session",
     "run_transaction",
+    "scoped_session",
     "sessionmaker",
+    "validates",
 ]
 
 __version__ = "0.1.0"

@@ -21,6 +21,7 @@ from sqlalchemy.exc import (
     SAWarning,
     SQLAlchemyError,
     StatementError,
+    UnboundExecutionError,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "SQLAlchemyError",
     "StaleDataError",
     "StatementError",
+    "UnboundExecutionError",
     "UnmappedClassError",
     "UnmappedError",
     "UnmappedInstanceError",

@@ -19,6 +19,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from .exc import ObjectDeletedError, StaleDataError, warn
+from .hooks import MAPPER
 from .loading import expired_key_error, expired_keys, reload
 from .rejected import Candidate, explain
 from .state import NO_VALUE, STATE_KEY, InstanceState, get_state, state_str
@@ -86,7 +87,9 @@ def _check_expired_keys(pairs: list[Pair]) -> None:
 class UnitOfWork:
     """One flush: collects the work by table, then emits it on ``conn``."""
 
-    def __init__(self, imap: IdentityMap, recorder: Recorder, conn: Connection) -> None:
+    def __init__(
+        self, imap: IdentityMap, recorder: Recorder, conn: Connection, hold: bool = False
+    ) -> None:
         self.imap = imap
         self.recorder = recorder
         self.conn = conn
@@ -97,6 +100,11 @@ class UnitOfWork:
         self.expired_some = False
         # Objects with an expired primary key and nothing to UPDATE: loaded at the end.
         self.late_loads: list[Pair] = []
+        # While after_insert / after_delete listeners (or, with ``hold``, the session's
+        # after_flush listeners) are due, the objects' move to persistent / deleted waits
+        # for them: listeners see the objects in the states the ORM's see.
+        self.hold_all = hold
+        self.held: list[tuple[bool, Mapper, list[Pair]]] | None = [] if hold else None
 
     def register(
         self, pending: Sequence[Pair], modified: Sequence[Pair], deleted: Sequence[Pair]
@@ -137,22 +145,89 @@ class UnitOfWork:
         mappers.update(dict.fromkeys(self.deletes))
         by_table = {m.table: m for m in mappers}
         order = table_order(list(by_table))
+        announce = bool(MAPPER)
         for table in order:
             mapper = by_table[table]
             switches: list[tuple[Pair, Pair]] = []
+            updates = _sort_persistent(self.updates.get(mapper, []))
+            if announce:
+                self._announce(mapper, "before", updates, self.inserts.get(mapper, []))
             if self.inserts.get(mapper):
                 _check_expired_keys(self.inserts[mapper])
                 switches = self._resolve_conflicts(mapper)
             if mapper in self.updates or switches:
-                self._emit_updates(mapper, _sort_persistent(self.updates.get(mapper, [])), switches)
+                self._emit_updates(mapper, updates, switches)
             if self.inserts.get(mapper):
+                self._hold(announce and "after_insert" in MAPPER)
                 self._emit_inserts(mapper, self.inserts[mapper])
+            if announce:
+                self._announce(mapper, "after", updates, self.inserts.get(mapper, []))
+                self._release_held(all_=False)
         for table in reversed(order):
             mapper = by_table[table]
             if self.deletes.get(mapper):
-                self._emit_deletes(mapper, _sort_persistent(self.deletes[mapper]))
+                deletes = _sort_persistent(self.deletes[mapper])
+                if announce:
+                    self._announce(mapper, "before", deletes=deletes)
+                    self._hold("after_delete" in MAPPER)
+                self._emit_deletes(mapper, deletes)
+                if announce:
+                    self._announce(mapper, "after", deletes=deletes)
+                    self._release_held(all_=False)
         for obj, state in self.late_loads:
             self._load_expired(obj, state)
+
+    def _announce(
+        self,
+        mapper: Mapper,
+        when: str,
+        updates: Sequence[Pair] = (),
+        inserts: Sequence[Pair] = (),
+        deletes: Sequence[Pair] = (),
+    ) -> None:
+        """Call ``mapper``'s persistence listeners, one call per object, in the ORM's
+        order: new objects (in add order), then changed ones (by key); statements stay
+        batched."""
+        dispatch = mapper.dispatch
+        conn = self.conn
+        for verb, pairs in (("insert", inserts), ("update", updates), ("delete", deletes)):
+            if pairs and f"{when}_{verb}" in MAPPER:
+                listeners = getattr(dispatch, f"{when}_{verb}")
+                if listeners:
+                    for obj, _state in list(pairs):
+                        listeners(mapper, conn, obj)
+
+    def _hold(self, needed: bool) -> None:
+        if not self.hold_all:
+            self.held = [] if needed else None
+
+    def _inserted(self, mapper: Mapper, pairs: list[Pair]) -> None:
+        if self.held is not None:
+            self.held.append((True, mapper, pairs))
+        else:
+            self.recorder.inserted_batch(mapper, pairs)
+
+    def _deleted(self, mapper: Mapper, pairs: list[Pair]) -> None:
+        if self.held is not None:
+            self.held.append((False, mapper, pairs))
+        else:
+            for obj, state in pairs:
+                self.recorder.deleted(obj, state)
+
+    def release_held(self, all_: bool = True) -> None:
+        """Move the held objects to their new states (the deleted ones first, as the ORM
+        announces them). ``all_=False``: only a class's own hold, not a flush-wide one."""
+        if self.hold_all and not all_:
+            return
+        held, self.held = self.held, None
+        for inserted, mapper, pairs in sorted(held or (), key=lambda h: h[0]):
+            if inserted:
+                self.recorder.inserted_batch(mapper, pairs)
+            else:
+                for obj, state in pairs:
+                    self.recorder.deleted(obj, state)
+
+    _release_held = release_held
 
     def _resolve_conflicts(self, mapper: Mapper) -> list[tuple[Pair, Pair]]:
         """Pending objects whose key an object of the identity map already has.
@@ -247,7 +322,7 @@ class UnitOfWork:
                     for rec, cparams in zip(group, cparams_list, strict=True):
                         postfetch(mapper, rec[0], rec[1], compiled, cparams, None)
                 done = [(r[0], r[1]) for r in group]
-                self.recorder.inserted_batch(mapper, done)
+                self._inserted(mapper, done)
                 continue
             do_many = (
                 len(group) > 1
@@ -283,7 +358,7 @@ class UnitOfWork:
                         result.context.compiled_parameters[0],
                         result.returned_defaults,
                     )
-            self.recorder.inserted_batch(mapper, [(r[0], r[1]) for r in group])
+            self._inserted(mapper, [(r[0], r[1]) for r in group])
 
     # -- UPDATE -------------------------------------------------------------------------
 
@@ -434,8 +509,7 @@ class UnitOfWork:
             for (obj, _state), params in zip(pairs, params_list, strict=True):
                 if conn.execute(facts.delete, params).rowcount != 1:
                     raise version_conflict(mapper, "DELETE", obj, params)
-            for obj, state in pairs:
-                self.recorder.deleted(obj, state)
+            self._deleted(mapper, pairs)
             return
         result = conn.execute(facts.delete, params_list)
         expected = len(params_list)
@@ -450,5 +524,4 @@ class UnitOfWork:
                 f"{expected} row(s); {result.rowcount} were matched. Another transaction "
                 f"deleted the row(s) first; the objects are treated as deleted.",
             )
-        for obj, state in pairs:
-            self.recorder.deleted(obj, state)
+        self._deleted(mapper, pairs)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .gcpause import BULK, paused
-from .state import STATE_KEY, InstanceState, get_state
+from .hooks import SESSION
+from .state import STATE_KEY, InstanceState, Loaded, get_state
 
 if TYPE_CHECKING:
     from .identity import IdentityMap
@@ -38,12 +39,39 @@ def load_rows(
         loader = mapper.statement_cache["loader"] = _compile_loader(mapper)
 
     sub = imap.sub(mapper)
+    if "loaded_as_persistent" in SESSION:
+        return _load_announced(loader, imap, mapper, rows, populate_existing, modified)
     marker = imap.marker(mapper)
     if isinstance(rows, list) and len(rows) >= BULK:
         with paused(len(rows)):
             out: list[Any] = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
         return out
     out = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
+    return out
+
+
+def _load_announced(
+    loader: Callable[..., list[Any]],
+    imap: IdentityMap,
+    mapper: Mapper,
+    rows: Iterable[Sequence[Any]],
+    populate_existing: bool,
+    modified: dict[InstanceState, Any],
+) -> list[Any]:
+    """load_rows() for a session with ``loaded_as_persistent`` listeners: new objects
+    get a marker of this call's own, which tells them from those already in the map."""
+    marker = Loaded(mapper, imap.session_ref)
+    out: list[Any] = loader(
+        rows, imap.sub(mapper), marker, populate_existing, modified, imap.on_dead
+    )
+    ref = imap.session_ref
+    session = None if ref is None else ref()
+    if session is not None:
+        seen: set[int] = set()
+        for obj in out:
+            if obj.__dict__.get(STATE_KEY) is marker and id(obj) not in seen:
+                seen.add(id(obj))
+                session.dispatch.loaded_as_persistent(session, obj)
     return out
 
 

@@ -7,12 +7,13 @@ module decides *how*. Building objects from rows is ``loader.py``'s job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Executable, Select, and_, bindparam, or_, select, tuple_
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.engine.result import ChunkedIteratorResult, SimpleResultMetaData
+from sqlalchemy.sql.selectable import ForUpdateArg
 
 from .aliasing import ALIAS_KEY, FromStatement
 from .exc import InvalidRequestError, ObjectDeletedError
@@ -22,6 +23,8 @@ from .state import STATE_KEY, InstanceState, state_str
 
 if TYPE_CHECKING:
     import weakref
+
+    from sqlalchemy.sql.selectable import ForUpdateParameter
 
     from .identity import IdentityMap
     from .mapping import Mapper
@@ -37,10 +40,14 @@ def pk_params(mapper: Mapper, key: Any) -> dict[str, Any]:
     return {f"pk_{i}": v for i, v in enumerate(key, 1)}
 
 
-def select_by_pk(mapper: Mapper, keys: tuple[str, ...]) -> Select[Any]:
+def select_by_pk(
+    mapper: Mapper, keys: tuple[str, ...], lock: ForUpdateArg | None = None
+) -> Select[Any]:
     """``SELECT <keys> FROM table WHERE pk = :pk_1``, built once per column set.
 
     The bind names (``pk_1``, ``pk_2``) are the reference's, so the SQL text is identical.
+    ``lock`` adds ``FOR UPDATE`` (or the dialect's variant; SQLite renders nothing) to a
+    copy, so the cached statement stays lock-free.
     """
     cache_key = ("select_by_pk", keys)
     stmt = mapper.statement_cache.get(cache_key)
@@ -51,13 +58,57 @@ def select_by_pk(mapper: Mapper, keys: tuple[str, ...]) -> Select[Any]:
         )
         stmt = mapper.statement_cache[cache_key] = select(*cols).where(where)
     assert isinstance(stmt, Select)
+    if lock is not None:
+        return stmt.with_for_update(
+            nowait=lock.nowait,
+            read=lock.read,
+            of=cast(Any, lock.of),  # already coerced: a list of columns or tables
+            skip_locked=lock.skip_locked,
+            key_share=lock.key_share,
+        )
     return stmt
 
 
+_FOR_UPDATE_KEYS = ("nowait", "read", "of", "skip_locked", "key_share")
+
+
+def for_update_arg(value: ForUpdateParameter, call: str) -> ForUpdateArg | None:
+    """``with_for_update=`` of ``get()`` / ``refresh()`` checked, before any SQL runs.
+
+    The reference's reading: ``None`` / ``False`` (and whatever equals them) take no lock,
+    ``True`` and ``{}`` a plain ``FOR UPDATE``, a dict the keywords of Core's
+    ``Select.with_for_update()``; anything else is a ``TypeError``, as there.
+    """
+    if isinstance(value, ForUpdateArg):
+        return value
+    if value in (None, False):
+        return None
+    if value is True:
+        return ForUpdateArg()
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{call}: with_for_update={value!r} is not a locking option. Pass True for "
+            f"FOR UPDATE, None or False for no lock, or a dict of Select.with_for_update() "
+            f"keywords ({', '.join(_FOR_UPDATE_KEYS)}), e.g. {{'nowait': True}}."
+        )
+    unknown = [k for k in value if k not in _FOR_UPDATE_KEYS]
+    if unknown:
+        raise TypeError(
+            f"{call}: with_for_update has unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"the options are the keywords of Select.with_for_update(): "
+            f"{', '.join(_FOR_UPDATE_KEYS)}."
+        )
+    return ForUpdateArg(**value)
+
+
 def fetch_by_pk(
-    conn: Connection, mapper: Mapper, key: Any, keys: tuple[str, ...]
+    conn: Connection,
+    mapper: Mapper,
+    key: Any,
+    keys: tuple[str, ...],
+    lock: ForUpdateArg | None = None,
 ) -> Sequence[Any] | None:
-    return conn.execute(select_by_pk(mapper, keys), pk_params(mapper, key)).first()
+    return conn.execute(select_by_pk(mapper, keys, lock), pk_params(mapper, key)).first()
 
 
 def apply_loaded(

@@ -17,10 +17,14 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.event import EventTarget
+from sqlalchemy.sql.selectable import ForUpdateParameter
 from typing_extensions import Self
 
-from .exc import ArgumentError, InvalidRequestError, StatementError
+from .exc import ArgumentError, InvalidRequestError, StatementError, UnboundExecutionError
 from .expiry import expire_identity_map, expire_state
+from .firing import fire, lifecycle, session_objects, snapshot, transitions
+from .hooks import SESSION
 from .identity import IdentityMap
 from .loading import (
     apply_loaded,
@@ -28,13 +32,14 @@ from .loading import (
     expired_key_error,
     expired_keys,
     fetch_by_pk,
+    for_update_arg,
     reload_expired,
 )
 from .mapping import mapper_of, state_of
 from .reading import SessionReads
 from .state import MAPPER_ATTR, NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, state_str
 from .tracking import Tracker
-from .transaction import SessionTransaction
+from .transaction import SessionTransaction, SessionTransactionOrigin
 
 _T = TypeVar("_T")
 _S = TypeVar("_S", bound="Session")
@@ -67,7 +72,7 @@ class _IdentitySet:
         return f"IdentitySet({list(self._objs.values())!r})"
 
 
-class Session(SessionReads):
+class Session(SessionReads, EventTarget):
     """Tracks mapped objects and synchronises them with the database through Core.
 
     Public behaviour follows the SQLAlchemy 2.1 ORM ``Session``; see docs/behaviour.md
@@ -146,6 +151,8 @@ class Session(SessionReads):
                     "start a new transaction"
                 )
             txn = self._tracker.transaction = SessionTransaction(self, self._tracker)
+            if SESSION:
+                fire(self, "after_transaction_create", txn)
         return txn
 
     def begin(self) -> SessionTransaction:
@@ -154,8 +161,12 @@ class Session(SessionReads):
             raise InvalidRequestError("A transaction is already begun on this Session.")
         if self._closed_for_good:
             self._autobegin()  # raises the "permanently closed" error
-        txn = SessionTransaction(self, self._tracker, explicit=True)
+        txn = SessionTransaction(
+            self, self._tracker, explicit=True, origin=SessionTransactionOrigin.BEGIN
+        )
         self._tracker.transaction = txn
+        if SESSION:
+            fire(self, "after_transaction_create", txn)
         return txn
 
     def begin_nested(self) -> SessionTransaction:
@@ -163,8 +174,17 @@ class Session(SessionReads):
         txn = self._autobegin()
         txn._check_active()
         self.flush()
-        child = SessionTransaction(self, self._tracker, txn, nested=True, explicit=True)
+        child = SessionTransaction(
+            self,
+            self._tracker,
+            txn,
+            nested=True,
+            explicit=True,
+            origin=SessionTransactionOrigin.BEGIN_NESTED,
+        )
         self._tracker.transaction = child
+        if SESSION:
+            fire(self, "after_transaction_create", child)
         return child
 
     def in_transaction(self) -> bool:
@@ -187,6 +207,16 @@ class Session(SessionReads):
     def get_nested_transaction(self) -> SessionTransaction | None:
         txn = self._tracker.transaction
         return txn if txn is not None and txn.nested else None
+
+    def get_bind(self, mapper: Any = None, **kw: Any) -> Engine | Connection:
+        """The Engine or Connection this session runs its statements on."""
+        if self.bind is None:
+            raise UnboundExecutionError(
+                "This session is not bound to a single Engine or Connection, and no context "
+                "was provided to locate a binding. Create it as Session(engine) or "
+                "sessionmaker(bind=engine)()."
+            )
+        return self.bind
 
     def connection(self) -> Connection:
         """The Connection of the current transaction (begins one if needed; no autoflush)."""
@@ -213,7 +243,9 @@ class Session(SessionReads):
     def _close(self, reset_only: bool) -> None:
         txn = self._tracker.transaction
         try:
-            self._tracker.expunge_all()
+            if SESSION and txn is not None:
+                self._detach_flushed_deletes(txn)
+            self.expunge_all()
         except BaseException:
             if txn is not None and not txn.closed:
                 txn.root.rollback()  # interrupted halfway: what is still attached is undone
@@ -223,6 +255,24 @@ class Session(SessionReads):
                 txn._close()  # the connection goes back even if detaching was interrupted
         if not reset_only:
             self._closed_for_good = True
+
+    def _detach_flushed_deletes(self, txn: SessionTransaction) -> None:
+        """close() detaches the objects whose DELETE it flushed: said first, as the other
+        objects' transitions are, before the ROLLBACK (txn._close() does it otherwise)."""
+        tracker = self._tracker
+        level: SessionTransaction | None = txn
+        objs: list[Any] = []
+        while level is not None:
+            objs.extend(ref() for ref, state in level.log.deleted if state.deleted)
+            level = level.parent
+        before = snapshot(tracker, objs)
+        for obj in objs:
+            if obj is not None:
+                state = obj.__dict__[STATE_KEY]
+                if state.session_ref is self._ref:
+                    state.session_ref = None
+                    state.deleted = False
+        transitions(self, tracker, before)
 
     # -- attaching and detaching ---------------------------------------------------------
 
@@ -242,6 +292,25 @@ class Session(SessionReads):
 
     def add(self, instance: object) -> None:
         """Attach an object: transient -> pending, detached -> persistent. No SQL."""
+        if SESSION:
+            self._add_announced(instance)
+            return
+        self._add(instance)
+
+    def _add_announced(self, instance: object) -> None:
+        tracker = self._tracker
+        if tracker.transaction is None:
+            self._autobegin()
+        old = lifecycle(tracker, instance)
+        if old in ("transient", "detached"):
+            state_of(instance)  # an unmapped object fails here, before any event
+            fire(self, "before_attach", instance)
+        self._add(instance)
+        if old in ("transient", "detached"):
+            fire(self, "after_attach", instance)
+            transitions(self, tracker, [(instance, old)])
+
+    def _add(self, instance: object) -> None:
         tracker = self._tracker
         d = getattr(instance, "__dict__", None)
         if d is not None and STATE_KEY not in d:
@@ -312,17 +381,24 @@ class Session(SessionReads):
         if state.deleted and state.session_ref is self._ref:
             state.deleted = False
             state.session_ref = None
+            if SESSION:
+                fire(self, "deleted_to_detached", instance)
             return
         if not self._tracker.contains(instance, state):
             raise InvalidRequestError(
                 f"Instance {state_str(instance)} is not present in this Session; "
                 f"{self._whereabouts(state)}."
             )
+        before = snapshot(self._tracker, (instance,)) if SESSION else None
         self._tracker.detach(instance, state)
+        transitions(self, self._tracker, before)
 
     def expunge_all(self) -> None:
         """Detach everything; the transaction and its connection stay as they are."""
-        self._tracker.expunge_all()
+        tracker = self._tracker
+        before = snapshot(tracker, session_objects(tracker)) if SESSION else None
+        tracker.expunge_all()
+        transitions(self, tracker, before)
 
     def _on_modified(self, obj: object, state: InstanceState) -> None:
         """An attached object changed for the first time since it was loaded or flushed."""
@@ -388,16 +464,32 @@ class Session(SessionReads):
         expire_identity_map(self.identity_map, "expire", self.batch_refresh)
         self._tracker.modified.clear()
 
-    def refresh(self, instance: object, attribute_names: Iterable[str] | None = None) -> None:
-        """Expire, autoflush the rest of the session, then SELECT the row again."""
+    def refresh(
+        self,
+        instance: object,
+        attribute_names: Iterable[str] | None = None,
+        with_for_update: ForUpdateParameter = None,
+    ) -> None:
+        """Expire, autoflush the rest of the session, then SELECT the row again
+        (``with_for_update``: locking it). Arguments are checked before anything changes."""
         state = self._persistent_state(instance)
         keys = self._attr_keys(state, attribute_names)
+        lock = None
+        if with_for_update is not None:
+            call = f"refresh({state_str(instance)})"
+            if with_for_update == {}:
+                raise ArgumentError(
+                    "with_for_update should be the boolean value True, or a dictionary with "
+                    f"options.  A blank dictionary is ambiguous. ({call}: pass True for a "
+                    "plain FOR UPDATE.)"
+                )
+            lock = for_update_arg(with_for_update, call)
         self.expire(instance, keys)
         expire_state(instance, state, Expiry("refresh"), keys)
         self._autoflush()
         check_unflushed_key(instance, state)
         load = tuple(keys) if keys is not None else state.mapper.attr_keys
-        row = fetch_by_pk(self.connection(), state.mapper, state.key, load)
+        row = fetch_by_pk(self.connection(), state.mapper, state.key, load, lock)
         if row is None:
             raise InvalidRequestError(f"Could not refresh instance '{state_str(instance)}'")
         apply_loaded(instance, state, load, row, overwrite=True)
@@ -501,10 +593,14 @@ class Session(SessionReads):
 
     @property
     def new(self) -> _IdentitySet:
-        return _IdentitySet(self._tracker.new.values())
+        flushed = self._tracker.flushed
+        return _IdentitySet(self._tracker.new.values() if flushed is None else flushed[0])
 
     @property
     def dirty(self) -> _IdentitySet:
+        flushed = self._tracker.flushed
+        if flushed is not None:
+            return _IdentitySet(flushed[1])
         deleted = self._tracker.deleted
         return _IdentitySet(
             o for s, o in self._tracker.modified.items() if s not in deleted and not s.deleted
@@ -512,7 +608,8 @@ class Session(SessionReads):
 
     @property
     def deleted(self) -> _IdentitySet:
-        return _IdentitySet(self._tracker.deleted.values())
+        flushed = self._tracker.flushed
+        return _IdentitySet(self._tracker.deleted.values() if flushed is None else flushed[2])
 
     def __iter__(self) -> Iterator[Any]:
         return iter(list(self._tracker.new.values()) + self.identity_map.objects())
@@ -557,7 +654,9 @@ class sessionmaker(Generic[_S]):
         **options: Any,
     ) -> None:
         self.bind = bind
-        self.class_ = class_
+        # A subclass of its own, as the ORM's: event listeners on this sessionmaker
+        # apply to its sessions only.
+        self.class_ = type(class_.__name__, (class_,), {"__module__": class_.__module__})
         self.kw = options
 
     def __call__(self, **local_kw: Any) -> _S:
@@ -577,37 +676,3 @@ class sessionmaker(Generic[_S]):
 
     def __repr__(self) -> str:
         return f"sessionmaker(class_={self.class_.__name__}, bind={self.bind!r}, {self.kw})"
-
-
-def make_transient(instance: object) -> None:
-    """Forget the object's identity and session; its ``__dict__`` values stay."""
-    state = state_of(instance)
-    ref = state.session_ref
-    session = None if ref is None else ref()
-    if session is not None:
-        session._tracker.forget(instance, state)
-    state.session_ref = None
-    state.key = None
-    state.deleted = state.was_deleted = False
-    state.expired = None
-    state.clear_history()
-
-
-def make_transient_to_detached(instance: object) -> None:
-    """Give a transient object with a primary key an identity, as if loaded then detached."""
-    state = state_of(instance)
-    if state.key is not None or state.session_ref is not None:
-        raise InvalidRequestError(f"Given object {state_str(instance)} must be transient")
-    key = state.mapper.key_from_dict(instance.__dict__)
-    if key is None:
-        raise InvalidRequestError(
-            f"Instance {state_str(instance)} has no complete primary key "
-            f"({', '.join(state.mapper.pk_attr_keys)}); set it before "
-            f"make_transient_to_detached()."
-        )
-    state.key = key
-    d = instance.__dict__
-    missing = frozenset(k for k in state.mapper.attr_keys if k not in d)
-    state.expired = missing or None
-    state.expired_by = Expiry("detach")
-    state.clear_history()

@@ -65,6 +65,9 @@ class Tracker:
         # The innermost open level of the session's transaction tree, or None.
         self.transaction: SessionTransaction | None = None
         self.flushing = False
+        # During after_flush listeners: what session.new / dirty / deleted were before
+        # the flush (the ORM's listeners see them so).
+        self.flushed: tuple[list[Any], list[Any], list[Any]] | None = None
 
     def has_work(self) -> bool:
         return bool(self.new or self.deleted or self.modified)

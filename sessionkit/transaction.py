@@ -14,6 +14,7 @@ back one reverts it, and the root reverts everything.
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
@@ -21,8 +22,17 @@ from sqlalchemy.exc import DBAPIError
 
 from .exc import InvalidRequestError, PendingRollbackError, ResourceClosedError, warn
 from .expiry import expire_identity_map, expire_state
+from .firing import (
+    Snapshot,
+    fire,
+    log_objects,
+    snapshot,
+    transitions,
+    watching_states,
+)
 from .flush import UnitOfWork
 from .gcpause import paused
+from .hooks import SESSION
 from .state import Expiry
 from .tracking import Recorder, Tracker, UndoLog
 
@@ -30,11 +40,33 @@ if TYPE_CHECKING:
     from .session import Session
 
 
+class SessionTransactionOrigin(enum.Enum):
+    """How a session transaction began (the ORM's names and values)."""
+
+    AUTOBEGIN = 0
+    BEGIN = 1
+    BEGIN_NESTED = 2
+    SUBTRANSACTION = 3
+
+
+class FlushContext:
+    """What flush event listeners get as ``flush_context``: the session, the flush's
+    own transaction, and an ``attributes`` dict for listeners to share data in."""
+
+    __slots__ = ("attributes", "session", "transaction")
+
+    def __init__(self, session: Session, transaction: SessionTransaction) -> None:
+        self.session = session
+        self.transaction = transaction
+        self.attributes: dict[Any, Any] = {}
+
+
 class SessionTransaction:
     """One level of the session's transaction tree: the root, or a SAVEPOINT.
 
     Used as a context manager it commits (or releases) on success and rolls back on
-    error, re-raising.
+    error, re-raising. (A flush's own level, reported to event listeners only, is one
+    too: origin ``SUBTRANSACTION``.)
     """
 
     def __init__(
@@ -45,7 +77,9 @@ class SessionTransaction:
         *,
         nested: bool = False,
         explicit: bool = False,
+        origin: SessionTransactionOrigin = SessionTransactionOrigin.AUTOBEGIN,
     ) -> None:
+        self.origin = origin
         self.session = session
         self.tracker = tracker
         self.parent = parent
@@ -115,6 +149,8 @@ class SessionTransaction:
                 level = level.parent
             for level in reversed(unemitted):
                 level.savepoint = conn.begin_nested()
+                if SESSION:
+                    fire(self.session, "after_begin", level, conn)
         return conn
 
     def _start_connection(self) -> Connection:
@@ -133,6 +169,8 @@ class SessionTransaction:
                 raise
             self.owns_conn = True
             self.conn = conn
+            if SESSION:
+                fire(self.session, "after_begin", self, conn)
             return conn
         # An application's Connection: join its transaction as join_transaction_mode says.
         if bind.closed:
@@ -153,6 +191,8 @@ class SessionTransaction:
             self.trans = bind.get_transaction()
             self.should_commit = False
         self.conn = bind
+        if SESSION:
+            fire(self.session, "after_begin", self, bind)
         return bind
 
     def _end_connection(self, commit: bool) -> None:
@@ -207,6 +247,35 @@ class SessionTransaction:
         if not tracker.has_work():
             return
         self._check_active()
+        if SESSION:
+            self._flush_with_events()
+            return
+        self._flush_work(None)
+
+    def _flush_with_events(self) -> None:
+        """The flush, announced: before_flush, a flush transaction, after_flush..."""
+        session = self.session
+        tracker = self.tracker
+        sub = SessionTransaction(
+            session, tracker, self, origin=SessionTransactionOrigin.SUBTRANSACTION
+        )
+        ctx = FlushContext(session, sub)
+        fire(session, "before_flush", ctx, None)
+        if not tracker.has_work():
+            return  # the listener undid the work
+        fire(session, "after_transaction_create", sub)
+        try:
+            self._flush_work(ctx)
+        except BaseException:
+            sub.closed = True
+            fire(session, "after_transaction_end", sub)
+            fire(session, "after_soft_rollback", sub)
+            raise
+        sub.closed = True
+        fire(session, "after_transaction_end", sub)
+
+    def _flush_work(self, ctx: FlushContext | None) -> None:
+        tracker = self.tracker
         deleted_marked = tracker.deleted
         pending = [(o, s) for s, o in tracker.new.items()]
         deleted = [(o, s) for s, o in deleted_marked.items()]
@@ -218,18 +287,52 @@ class SessionTransaction:
         try:
             tracker.flushing = True
             conn = self._connection()
-            uow = UnitOfWork(tracker.identity_map, Recorder(tracker, self.log), conn)
+            recorder = Recorder(tracker, self.log)
+            uow = UnitOfWork(tracker.identity_map, recorder, conn, hold=ctx is not None)
             uow.register(pending, modified, deleted)
             with paused(len(pending) + len(modified) + len(deleted)):
                 uow.execute()
             if uow.expired_some:
                 tracker.identity_map.forget_fresh()
+            if ctx is not None:
+                self._after_flush(ctx, uow, pending, modified, deleted)
+            else:
+                tracker.modified.clear()
         except BaseException as err:
             self._flush_failed(err)
             raise
         finally:
             tracker.flushing = False
+
+    def _after_flush(
+        self,
+        ctx: FlushContext,
+        uow: UnitOfWork,
+        pending: list[Any],
+        modified: list[Any],
+        deleted: list[Any],
+    ) -> None:
+        """after_flush sees the objects as they were (new, dirty, deleted, pending...);
+        then they change state, announced, and after_flush_postexec sees them after."""
+        session = self.session
+        tracker = self.tracker
+        tracker.flushed = (
+            [o for o, _ in pending],
+            [o for o, _ in modified],
+            [o for o, _ in deleted],
+        )
+        try:
+            fire(session, "after_flush", ctx)
+        finally:
+            tracker.flushed = None
+        uow.release_held()
         tracker.modified.clear()
+        if watching_states():
+            # The deleted first, then the inserted, as the ORM.
+            before = [(o, "persistent") for o, _ in deleted]
+            before += [(o, "pending") for o, _ in pending]
+            transitions(session, tracker, before)
+        fire(session, "after_flush_postexec", ctx)
 
     def _flush_failed(self, err: BaseException) -> None:
         """The database error propagates; the transaction (or SAVEPOINT) rolls back at once."""
@@ -240,6 +343,8 @@ class SessionTransaction:
         # Failed first: should the undo below be interrupted, the session still refuses
         # work until rollback(), which undoes again.
         self.failed = err
+        levels = [self] if self.nested else self._levels()
+        before = snapshot(tracker, log_objects(tracker, levels), True) if SESSION else None
         try:
             if self.nested:
                 if self.savepoint is not None and self.savepoint.is_active:
@@ -249,8 +354,9 @@ class SessionTransaction:
                 if trans is not None and trans.is_active:
                     trans.rollback()
         finally:
-            levels = [self] if self.nested else self._levels()
-            self._revert(levels, "failed flush", dirty_only=self.nested)
+            if SESSION:
+                fire(self.session, "after_rollback")
+            self._revert(levels, "failed flush", dirty_only=self.nested, before=before)
 
     # -- commit -------------------------------------------------------------------------
 
@@ -262,14 +368,21 @@ class SessionTransaction:
         inner = self.tracker.transaction
         assert inner is not None
         inner._check_active()
+        if SESSION:
+            fire(self.session, "before_commit")
         inner._flush()
-        if self.nested:
-            while True:
-                inner = self._release_innermost()
-                if inner is self:
-                    return
         while self.tracker.transaction is not self:
+            released = self._release_innermost()
+            if SESSION:  # each SAVEPOINT inside commits on its own, as in the ORM
+                fire(self.session, "after_commit")
+                fire(self.session, "after_transaction_end", released)
+                fire(self.session, "before_commit")
+        if self.nested:
             self._release_innermost()
+            if SESSION:
+                fire(self.session, "after_commit")
+                fire(self.session, "after_transaction_end", self)
+            return
         try:
             self._end_connection(commit=True)
         except BaseException:
@@ -291,14 +404,21 @@ class SessionTransaction:
         """
         tracker = self.tracker
         ref = tracker.ref
+        before = None
+        if SESSION and not self.closed:
+            fire(self.session, "after_commit")
+            before = snapshot(tracker, (r() for r, _ in self.log.deleted))
         for _obj, state in self.log.deleted:
             if state.session_ref is ref and state.deleted:
                 state.session_ref = None  # first: interrupted here, it is already detached
                 state.deleted = False
-        self.closed = True
+        transitions(self.session, tracker, before)
+        was_closed, self.closed = self.closed, True
         tracker.transaction = None
         if self.session.expire_on_commit:
             expire_identity_map(tracker.identity_map, "commit", self.session.batch_refresh)
+        if SESSION and not was_closed:
+            fire(self.session, "after_transaction_end", self)
 
     def _release_innermost(self) -> SessionTransaction:
         """RELEASE SAVEPOINT; the level's log moves to its parent, nothing expires."""
@@ -327,7 +447,7 @@ class SessionTransaction:
             inner = self.tracker.transaction
             assert inner is not None
             discarded = inner.failed is not None and self.tracker.has_work()
-            inner._discard_all("rollback")
+            inner._discard_all("rollback", announce=bool(SESSION))
             if discarded:
                 warn(
                     "Session's state has been changed on a non-active transaction - this "
@@ -342,41 +462,66 @@ class SessionTransaction:
                 return
 
     def _rollback_savepoint(self) -> None:
+        tracker = self.tracker
+        before = snapshot(tracker, log_objects(tracker, [self]), True) if SESSION else None
+        failed = self.failed is not None
         try:
             savepoint = self.savepoint
-            if self.failed is None and savepoint is not None and savepoint.is_active:
+            if not failed and savepoint is not None and savepoint.is_active:
                 savepoint.rollback()
         finally:
-            if self.failed is None:
-                self._revert([self], "rollback", dirty_only=True)
+            if SESSION and not failed:
+                fire(self.session, "after_rollback")
+            if not failed:
+                self._revert([self], "rollback", dirty_only=True, before=before)
             else:
-                self.tracker.drop_pending(dirty_only=True)
+                tracker.drop_pending(dirty_only=True)
+                transitions(self.session, tracker, before)
             self.closed = True
             self.failed = None
-            self.tracker.transaction = self.parent
+            tracker.transaction = self.parent
+            if SESSION:
+                fire(self.session, "after_transaction_end", self)
+                fire(self.session, "after_soft_rollback", self)
 
-    def _discard_all(self, reason: str) -> None:
+    def _discard_all(self, reason: str, announce: bool = False) -> None:
         """ROLLBACK the whole tree (from the innermost level) and revert it in memory.
 
         The levels stay open until the undo is complete, so that a rollback() stopped
         halfway by an interrupt is finished by the next one (undoing is idempotent).
+        ``announce``: tell event listeners (rollback(), not a failed COMMIT).
         """
         root = self.root
         if root.committed:
             root._after_commit()  # an interrupt came after COMMIT: finish that instead
             return
         levels = self._levels()
+        tracker = self.tracker
+        before = snapshot(tracker, log_objects(tracker, levels), True) if announce else None
         try:
             _rollback_savepoints(levels)
             levels[-1]._end_connection(commit=False)
         finally:
-            self._revert(levels, reason, dirty_only=False)
+            if announce:
+                # Level by level, innermost first, as the ORM; a level whose flush failed
+                # has already rolled back and said so.
+                for level in levels[:-1]:
+                    if level.failed is None:
+                        fire(self.session, "after_rollback")
+                    fire(self.session, "after_transaction_end", level)
+                    fire(self.session, "after_soft_rollback", level)
+                if root.failed is None:
+                    fire(self.session, "after_rollback")
+            self._revert(levels, reason, dirty_only=False, before=before)
             self.tracker.flushing = False  # no flush survives a rollback, even an interrupted one
             if levels[-1].conn is None:  # the connection is back: the tree is done
                 for level in levels:
                     level.closed = True
                     level.failed = None  # its traceback holds the flush's frames: a cycle
                 self.tracker.transaction = None
+                if announce:
+                    fire(self.session, "after_transaction_end", root)
+                    fire(self.session, "after_soft_rollback", root)
 
     def _close(self) -> None:
         """Session.close(): called on the innermost level after its objects were detached.
@@ -400,12 +545,22 @@ class SessionTransaction:
                         state.deleted = False
             tracker.transaction = None
             tracker.flushing = False
+            if SESSION:
+                for level in levels:
+                    fire(self.session, "after_transaction_end", level)
 
-    def _revert(self, levels: list[SessionTransaction], reason: str, dirty_only: bool) -> None:
+    def _revert(
+        self,
+        levels: list[SessionTransaction],
+        reason: str,
+        dirty_only: bool,
+        before: Snapshot | None = None,
+    ) -> None:
         """Undo these levels in memory: what the database just forgot, we forget too.
 
         The root (``dirty_only=False``) expires every object; a SAVEPOINT expires only
-        the objects changed inside it, as the reference does.
+        the objects changed inside it, as the reference does. Listeners hear of the
+        objects that changed state (``before``) ahead of the expiry, as in the ORM.
         """
         tracker = self.tracker
         imap = tracker.identity_map
@@ -442,6 +597,7 @@ class SessionTransaction:
                     # Changed after its DELETE was flushed: those values were never saved.
                     expire_state(obj, state, Expiry(reason), None)
         tracker.drop_pending(dirty_only)
+        transitions(self.session, tracker, before)
         if dirty_only:
             expiry = Expiry(reason)
             for obj_ref, state in updated:

@@ -206,3 +206,18 @@ def sp_engine(engine: Engine) -> Engine:
 def sp_ref_engine(ref_engine: Engine) -> Engine:
     """``ref_engine`` with real SAVEPOINTs on SQLite."""
     return with_real_savepoints(ref_engine)
+
+
+@pytest.fixture(autouse=True)
+def _event_switches() -> Iterator[None]:
+    """Each test starts with the event switches as they were: a test that listened to a
+    session or mapper event must not move every later test onto the announced paths
+    (``sessionkit.hooks``). Listeners themselves are each test's to remove."""
+    from sessionkit import hooks
+
+    saved = set(hooks.SESSION), set(hooks.MAPPER)
+    yield
+    hooks.SESSION.clear()
+    hooks.SESSION.update(saved[0])
+    hooks.MAPPER.clear()
+    hooks.MAPPER.update(saved[1])

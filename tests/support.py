@@ -526,3 +526,210 @@ def user_names(api: Api, engine: Engine, User: Any) -> list[str]:
     """The committed user names, in id order, read in a fresh session of ``api``."""
     with api.Session(engine) as s:
         return list(s.scalars(select(User.name).order_by(User.id)))
+
+
+# -- session and mapper events ---------------------------------------------------------------
+
+# The ORM's session events that sessionkit has, each with the kinds of its arguments.
+SESSION_EVENT_ARGS: dict[str, tuple[str, ...]] = {
+    "after_transaction_create": ("session", "transaction"),
+    "after_transaction_end": ("session", "transaction"),
+    "after_begin": ("session", "transaction", "connection"),
+    "before_commit": ("session",),
+    "after_commit": ("session",),
+    "after_rollback": ("session",),
+    "after_soft_rollback": ("session", "transaction"),
+    "before_flush": ("session", "flush_context", "instances"),
+    "after_flush": ("session", "flush_context"),
+    "after_flush_postexec": ("session", "flush_context"),
+    "before_attach": ("session", "instance"),
+    "after_attach": ("session", "instance"),
+    "transient_to_pending": ("session", "instance"),
+    "pending_to_transient": ("session", "instance"),
+    "pending_to_persistent": ("session", "instance"),
+    "persistent_to_transient": ("session", "instance"),
+    "persistent_to_detached": ("session", "instance"),
+    "persistent_to_deleted": ("session", "instance"),
+    "deleted_to_persistent": ("session", "instance"),
+    "deleted_to_detached": ("session", "instance"),
+    "detached_to_persistent": ("session", "instance"),
+    "loaded_as_persistent": ("session", "instance"),
+}
+SESSION_EVENTS = tuple(SESSION_EVENT_ARGS)
+MAPPER_EVENTS = (
+    "before_insert",
+    "after_insert",
+    "before_update",
+    "after_update",
+    "before_delete",
+    "after_delete",
+)
+_MAPPER_EVENT_ARGS = ("mapper", "connection", "instance")
+# Transitions the ORM fires for a batch of objects by walking a set (the objects of a flush,
+# of a rolled-back transaction), in an order that depends on object addresses: a run of
+# them is recorded sorted, by group (pending and persistent to transient come from one set).
+_SET_ORDERED = {
+    "pending_to_persistent": "pending_to_persistent",
+    "persistent_to_deleted": "persistent_to_deleted",
+    "pending_to_transient": "to_transient",
+    "persistent_to_transient": "to_transient",
+    "deleted_to_persistent": "deleted_to_persistent",
+    "deleted_to_detached": "deleted_to_detached",
+}
+
+
+class EventLog:
+    """Session and mapper event listeners that write each event into ``obs`` as a tuple
+    of plain values, after the SQL the engine saw since the previous event: the order of
+    events and statements is part of what two runs must agree on.
+
+    Arguments are described, not kept: a session, transaction, connection or flush
+    context by a number given in order of first appearance (so identities compare across
+    runs: the transaction ``after_transaction_end`` announces is the one
+    ``after_transaction_create`` did), a transaction also by ``nested``, its parent's
+    number and its origin, an object by its class name, the values of ``label_keys`` in
+    its ``__dict__`` (read without loading anything) and its state at that moment.
+
+    A run of one batch transition (``pending_to_persistent`` after a flush...) is kept
+    sorted: the ORM walks a set there (see ``_SET_ORDERED``).
+
+    Every listener added through the log is removed by ``remove()`` (or on leaving the
+    ``with`` block): a listener on a class would otherwise hear every later test.
+    """
+
+    def __init__(self, obs: Obs, label_keys: Sequence[str] = ("id", "name")) -> None:
+        self.obs = obs
+        self.api = obs.api
+        self.label_keys = tuple(label_keys)
+        self._numbers: dict[str, dict[int, int]] = {}
+        self._keep: list[Any] = []  # numbered objects stay alive: their ids stay theirs
+        self._listeners: list[tuple[Any, str, Callable[..., Any]]] = []
+        obs.rec.clear()  # what the scenario did before listening is not part of the log
+
+    # -- listening -----------------------------------------------------------
+
+    def add(self, target: Any, name: str, fn: Callable[..., Any], **kw: Any) -> None:
+        """``event.listen(target, name, fn, **kw)``, removed again by ``remove()``."""
+        event.listen(target, name, fn, **kw)
+        self._listeners.append((target, name, fn))
+
+    def listen(self, target: Any, *names: str, **kw: Any) -> None:
+        """Record the session events ``names`` (default: all of them) heard on ``target``."""
+        for name in names or SESSION_EVENTS:
+            self.add(target, name, self.recorder(name), **kw)
+
+    def listen_mapper(self, target: Any, *names: str, **kw: Any) -> None:
+        """Record the mapper events ``names`` (default: all six) heard on ``target``."""
+        for name in names or MAPPER_EVENTS:
+            self.add(target, name, self.recorder(name), **kw)
+
+    def recorder(self, name: str, tag: str | None = None) -> Callable[..., None]:
+        """A listener that records event ``name`` (as ``tag``, if given)."""
+        kinds = SESSION_EVENT_ARGS.get(name, _MAPPER_EVENT_ARGS)
+
+        def record(*args: Any) -> None:
+            self.record(tag or name, kinds, args)
+
+        return record
+
+    def remove(self) -> None:
+        """Remove every listener added through this log; safe to call more than once."""
+        while self._listeners:
+            target, name, fn = self._listeners.pop()
+            if event.contains(target, name, fn):
+                event.remove(target, name, fn)
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+    # -- recording -----------------------------------------------------------
+
+    def flush_sql(self) -> None:
+        """Record the SQL seen since the last event (nothing if there was none)."""
+        if self.obs.rec.without_pool():
+            self.obs.sql()
+        else:
+            self.obs.rec.clear()
+
+    def note(self, *fact: Any) -> None:
+        """Record a fact of the scenario's own, in order with the events and SQL."""
+        self.flush_sql()
+        self.obs.append(fact)
+
+    def record(self, name: str, kinds: Sequence[str], args: Sequence[Any]) -> None:
+        self.flush_sql()
+        assert len(args) == len(kinds), (name, args)
+        entry = (name, *(self.describe(k, a) for k, a in zip(kinds, args, strict=True)))
+        group = _SET_ORDERED.get(name)
+        at = len(self.obs)
+        while (
+            group is not None
+            and at > 0
+            and _SET_ORDERED.get(self.obs[at - 1][0]) == group
+            and repr(self.obs[at - 1]) > repr(entry)
+        ):
+            at -= 1
+        self.obs.insert(at, entry)
+
+    def number(self, kind: str, obj: Any) -> int:
+        table = self._numbers.setdefault(kind, {})
+        if id(obj) not in table:
+            table[id(obj)] = len(table)
+            self._keep.append(obj)
+        return table[id(obj)]
+
+    def describe(self, kind: str, arg: Any) -> Any:
+        if kind == "session":
+            return f"session {self.number('session', arg)}"
+        if kind == "transaction":
+            return self.transaction(arg)
+        if kind == "connection":
+            from sqlalchemy import Connection
+
+            return (
+                ("connection", self.number("connection", arg))
+                if isinstance(arg, Connection)
+                else ("not a Connection", type(arg).__name__)
+            )
+        if kind == "flush_context":
+            return ("flush", self.number("flush", arg))
+        if kind == "instances":
+            return None if arg is None else sorted(repr(self.instance(o)) for o in arg)
+        if kind == "mapper":
+            return ("mapper", arg.class_.__name__)
+        return self.instance(arg)
+
+    def transaction(self, tx: Any) -> tuple[Any, ...]:
+        """``("tx", number, nested, parent's number or None, origin)``."""
+        parent = None if tx.parent is None else self.number("tx", tx.parent)
+        return ("tx", self.number("tx", tx), tx.nested, parent, tx.origin.name)
+
+    def instance(self, obj: Any) -> tuple[Any, ...]:
+        """``(class name, *label values, state now)``."""
+        labels = (obj.__dict__.get(k) for k in self.label_keys)
+        return (type(obj).__name__, *labels, self.api.state(obj))
+
+
+def event_outline(obs: Iterable[Any]) -> list[str]:
+    """The order of what an ``EventLog`` recorded, one word each: the event name (or the
+    fact's label), SQL steps as their event kinds (``"BEGIN"``, ``"INSERT"``...).
+
+    Consecutive SQL events of one kind are one word: how many INSERTs a batch takes
+    depends on the backend, a savepoint is an event and a statement, and SQLite with
+    real savepoints sends BEGIN itself."""
+    out: list[str] = []
+    for o in obs:
+        if o[0] != "sql":
+            out.append(o[0])
+            continue
+        sql_words = event_kinds(o[1])
+        out.extend(w for i, w in enumerate(sql_words) if i == 0 or w != sql_words[i - 1])
+    return out
