@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, Select, func, select
+from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, Select, delete, func, select, update
 
 from .exc import InvalidRequestError
 
@@ -88,5 +88,72 @@ class Query(Generic[_T]):
         stmt = select(func.count()).select_from(self.statement.subquery())
         return int(self.session.execute(stmt).scalar_one())
 
+    # -- bulk UPDATE and DELETE (bulk.py) ---------------------------------------------------
+
+    def update(
+        self,
+        values: dict[Any, Any],
+        synchronize_session: Any = "auto",
+        update_args: dict[str, Any] | None = None,
+    ) -> int:
+        """``UPDATE <table> SET values WHERE <the query's criteria>``; the matched row count.
+
+        The session's objects are synchronised as by ``session.execute(update(...))``
+        with that ``synchronize_session``.
+        """
+        self._bulk_check("update")
+        args = dict(update_args or {})
+        stmt = update(self.mapper.class_)
+        if args.pop("preserve_parameter_order", False):
+            stmt = stmt.ordered_values(*values)
+        else:
+            stmt = stmt.values(values)
+        if args:
+            stmt = stmt.with_dialect_options(**args)
+        return self._bulk_run(stmt.where(*self.statement._where_criteria), synchronize_session)
+
+    def delete(
+        self, synchronize_session: Any = "auto", delete_args: dict[str, Any] | None = None
+    ) -> int:
+        """``DELETE FROM <table> WHERE <the query's criteria>``; the matched row count."""
+        self._bulk_check("delete")
+        stmt = delete(self.mapper.class_)
+        if delete_args:
+            stmt = stmt.with_dialect_options(**delete_args)
+        return self._bulk_run(stmt.where(*self.statement._where_criteria), synchronize_session)
+
+    def _bulk_check(self, method: str) -> None:
+        """The ORM refuses what an UPDATE or DELETE cannot express, naming it."""
+        stmt = self.statement
+        for attr, words in _NOT_FOR_BULK:
+            value = getattr(stmt, attr)  # a clause (never compared with ==), tuple or bool
+            if bool(value) if isinstance(value, (tuple, bool)) else value is not None:
+                raise InvalidRequestError(
+                    f"Can't call Query.update() or Query.delete() when {words} has been "
+                    f"called (Query.{method}() of {self.mapper.class_.__name__}: it would be "
+                    f"ignored). Express the selection in filter() criteria instead."
+                )
+
+    def _bulk_run(self, stmt: Any, synchronize_session: Any) -> int:
+        options = {
+            **self.statement.get_execution_options(),
+            "synchronize_session": synchronize_session,
+        }
+        result = self.session.execute(stmt, execution_options=options)
+        result.close()
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
     def __repr__(self) -> str:
         return str(self.statement)
+
+
+# Query state an UPDATE or DELETE cannot express: (attribute of the Select, the method).
+_NOT_FOR_BULK = (
+    ("_limit_clause", "limit()"),
+    ("_offset_clause", "offset()"),
+    ("_order_by_clauses", "order_by()"),
+    ("_group_by_clauses", "group_by()"),
+    ("_distinct", "distinct()"),
+    ("_setup_joins", "join(), outerjoin(), select_from(), or from_self()"),
+    ("_from_obj", "join(), outerjoin(), select_from(), or from_self()"),
+)

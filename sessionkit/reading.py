@@ -14,17 +14,19 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from sqlalchemy import Connection, Executable
 from sqlalchemy.engine import Result, ScalarResult
+from sqlalchemy.sql.dml import UpdateBase
 from typing_extensions import Never, TypeVarTuple, Unpack
 
+from .bulk import MAPPER_KEY, run_dml
 from .exc import NoResultFound, ObjectDeletedError, warn
 from .loader import load_rows
-from .loading import apply_loaded, execute, fetch_by_pk
+from .loading import apply_loaded, execute, fetch_by_pk, for_update_arg
 from .mapping import Mapper, mapper_of_class
 from .query import Query
 from .state import STATE_KEY
 
 if TYPE_CHECKING:
-    from sqlalchemy.sql.selectable import TypedReturnsRows
+    from sqlalchemy.sql.selectable import ForUpdateParameter, TypedReturnsRows
 
     from .identity import IdentityMap, Ref
     from .session import Session
@@ -58,17 +60,25 @@ class SessionReads:
         ident: Any,
         *,
         populate_existing: bool = False,
+        with_for_update: ForUpdateParameter = None,
     ) -> _T | None:
-        """The object with this primary key: from the identity map, else one SELECT."""
+        """The object with this primary key: from the identity map, else one SELECT.
+
+        ``with_for_update`` always SELECTs (``FOR UPDATE``: the lock is the point); as in
+        the ORM, the row only fills expired attributes unless ``populate_existing``.
+        """
         # Fast path: one lookup in the index of loaded, unexpired objects; no SQL.
         try:
             obj = self._fresh[entity][ident]()
         except (KeyError, TypeError):  # not indexed (yet), or an unhashable identifier
             obj = None
-        if obj is not None and not populate_existing:
+        if obj is not None and not populate_existing and with_for_update is None:
             return obj  # type: ignore[no-any-return]
         mapper = mapper_of_class(entity)
         key = mapper.normalize_key(ident)
+        lock = None
+        if with_for_update is not None:
+            lock = for_update_arg(with_for_update, f"get({mapper.class_.__name__}, {ident!r})")
         if key is None or (not mapper.single_pk and key.count(None) == len(key)):
             warn(
                 "fully NULL primary key identity cannot load any object.  This condition may "
@@ -78,11 +88,12 @@ class SessionReads:
         txn = self._tracker.transaction
         if txn is not None:
             txn._check_active()
-        obj = self.identity_map.lookup(mapper, key)
-        if obj is not None and not populate_existing:
-            return self._get_mapped(obj, mapper, key)  # type: ignore[no-any-return]
+        if lock is None and not populate_existing:
+            obj = self.identity_map.lookup(mapper, key)
+            if obj is not None:
+                return self._get_mapped(obj, mapper, key)  # type: ignore[no-any-return]
         self._autoflush()
-        row = fetch_by_pk(self.connection(), mapper, key, mapper.attr_keys)
+        row = fetch_by_pk(self.connection(), mapper, key, mapper.attr_keys, lock)
         if row is None:
             return None
         tracker = self._tracker
@@ -95,9 +106,12 @@ class SessionReads:
         ident: Any,
         *,
         populate_existing: bool = False,
+        with_for_update: ForUpdateParameter = None,
     ) -> _T:
         """``get()`` for a row that must exist: none is ``NoResultFound``, as in the ORM."""
-        obj = self.get(entity, ident, populate_existing=populate_existing)
+        obj = self.get(
+            entity, ident, populate_existing=populate_existing, with_for_update=with_for_update
+        )
         if obj is None:
             name = entity.__name__
             raise NoResultFound(
@@ -155,10 +169,15 @@ class SessionReads:
         *,
         execution_options: dict[str, Any] | None = None,
     ) -> Result[Unpack[TupleAny]]:
-        """Run a Core statement; selects of mapped classes yield identity-mapped objects."""
+        """Run a Core statement; selects of mapped classes yield identity-mapped objects,
+        INSERT / UPDATE / DELETE of a mapped class synchronise them (bulk.py)."""
+        opts = execution_options or {}
+        if isinstance(statement, UpdateBase):
+            mapper = statement.table._annotations.get(MAPPER_KEY)
+            if mapper is not None:
+                return run_dml(cast("Session", self), statement, mapper, params, opts)
         self._autoflush()
         conn = self.connection()
-        opts = execution_options or {}
         return execute(conn, statement, params, opts, self.identity_map, self._tracker.modified)
 
     @overload

@@ -14,6 +14,12 @@ same three classes:
   models_typed.py), in the MetaData of the other two, which are ``declarative_base()``
   classes with ``Column`` attributes (docs/behaviour.md: models-1).
 
+Besides the object operations, the machine runs bulk statements through the session:
+``update(cls).where(cls.name == x).values(name=y)`` and ``delete(cls).where(...)`` with
+each ``synchronize_session`` strategy ("auto", "evaluate", "fetch", False; the UPDATE also
+as ``Query.update()``), ``insert(Item).returning(Item)`` with dicts, and an UPDATE of
+``Item`` by primary key.
+
 Objects are tracked as pairs (sessionkit object, ORM object) in bundles. Every rule runs
 the same operation in both worlds and then asserts, for that step:
 
@@ -83,6 +89,17 @@ is marked ``EXCLUSION "<name>"`` where it is applied:
 * "get() hit while inactive": README, a session that needs rollback() refuses get().
 * "get() blames its object for the autoflush's ObjectDeletedError": README, get() does
   not blame its own object.
+* "rollback() re-attaches an expunged re-keyed object": an object whose primary key change
+  was flushed and that was expunged since is put back into the ORM's identity map by
+  rollback() (``obj in session`` True while it reports *detached*, its values expired);
+  sessionkit leaves it detached with its values. Such objects are not expunged.
+* "commit() of an aborted transaction": README, commit() refuses a transaction
+  PostgreSQL has aborted. A failed bulk statement (a duplicate key, a foreign key) aborts
+  PostgreSQL's transaction; commit() is not drawn until rollback() or close().
+* "savepoint rollback after UPDATE by key": docs/behaviour.md bulk-4; a
+  SAVEPOINT rolled back (also by a failed flush) after such an UPDATE synchronised objects
+  inside it expires them in sessionkit, while the ORM leaves them with the rolled back
+  values. The synchronising UPDATE by key is not drawn inside a SAVEPOINT.
 
 The number of examples comes from ``SESSIONKIT_HYPOTHESIS_EXAMPLES`` (default 300); with
 ``CI`` set the examples are derandomized (the same every run) unless
@@ -115,8 +132,21 @@ from hypothesis.stateful import (
 )
 from models import typed
 from reference import ORM, SK, Api
-from sqlalchemy import Column, Engine, ForeignKey, Integer, String, create_engine, event, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from support import Backend, SQLRecorder, reset_mysql_database
 
@@ -139,6 +169,9 @@ WRITABLE = {
     "Child": ("name", "parent_id"),
 }
 QUERY_FORMS = ("execute", "scalars", "query")
+# synchronize_session of the bulk update()/delete() steps.
+SYNC_STRATEGIES = ("auto", "evaluate", "fetch", False)
+MODELS = ("Item", "Parent", "Child")
 
 
 # -- models and databases ------------------------------------------------------------------
@@ -336,6 +369,12 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.counter = 0
         # Bumped whenever the session's root transaction ends (commit, rollback, close).
         self.txn_gen = 0
+        # Objects made by INSERT .. RETURNING, with the transaction (txn_gen) that inserted
+        # their rows: a rollback leaves them persistent without a row, in both libraries.
+        self.bulk_inserted: list[tuple[Pair, int]] = []
+        # A statement other than a flush failed on PostgreSQL, which then ignores every
+        # statement until ROLLBACK: see the EXCLUSION "commit() of an aborted transaction".
+        self.pg_aborted = False
 
     # -- running one step in both worlds -----------------------------------------------------
 
@@ -355,6 +394,13 @@ class DifferentialMachine(RuleBasedStateMachine):
                     result: tuple[Any, ...] = ("ok", self._norm(world, fn(world), new))
                 except Exception as err:
                     result = ("raises", type(err).__name__)
+                    if (
+                        world is self.sk
+                        and isinstance(err, DBAPIError)
+                        and world.session.is_active
+                        and world.engine.dialect.name == "postgresql"
+                    ):
+                        self.pg_aborted = True
             outcomes.append((result, tuple(world.rec.kinds(pool=False))))
             news.append(new)
         (sk_result, sk_sql), (orm_result, orm_sql) = outcomes
@@ -365,6 +411,8 @@ class DifferentialMachine(RuleBasedStateMachine):
             f"{what}: SQL differs\n  sessionkit: {sk_sql}\n  orm:        {orm_sql}"
         )
         created = [self._track(a, b) for a, b in zip(news[0], news[1], strict=True)]
+        if not self.sk.session.is_active:
+            self._bulk_rows_gone()  # a failed flush rolled back
         self._check_objects(what)
         return created
 
@@ -655,6 +703,8 @@ class DifferentialMachine(RuleBasedStateMachine):
         assume(not pair.known_difference)
         # EXCLUSION "rollback() after a failed flush re-attaches what was expunged since".
         assume(id(pair.orm) not in self._orm_deleted_in_failed_transaction())
+        # EXCLUSION "rollback() re-attaches an expunged re-keyed object".
+        assume(id(pair.orm) not in self._orm_rekeyed())
         self._run(
             f"expunge({pair.label})", lambda w: w.session.expunge(pair.side(w)), may_flush=False
         )
@@ -667,6 +717,17 @@ class DifferentialMachine(RuleBasedStateMachine):
         txn = self.ref.session.get_transaction()
         states = getattr(txn, "_deleted", None) or {}
         return {id(s.obj()) for s in states if s.obj() is not None}
+
+    def _orm_rekeyed(self) -> set[int]:
+        """ids of ORM objects whose primary key change a flush of the open transaction
+        wrote (the ORM's rollback() puts them back into the session, even after an
+        expunge, as detached objects that ``in`` still finds)."""
+        out: set[int] = set()
+        txn = getattr(self.ref.session, "_transaction", None)
+        while txn is not None:
+            out.update(id(s.obj()) for s in txn._key_switches if s.obj() is not None)
+            txn = txn._parent
+        return out
 
     @staticmethod
     def _draw_attribute_names(data: st.DataObject, pair: Pair) -> list[str] | None:
@@ -701,6 +762,8 @@ class DifferentialMachine(RuleBasedStateMachine):
     def expunge_all(self) -> None:
         # EXCLUSION "rollback() after a failed flush re-attaches what was expunged since".
         assume(not self._orm_deleted_in_failed_transaction())
+        # EXCLUSION "rollback() re-attaches an expunged re-keyed object".
+        assume(not self._orm_rekeyed())
         self._run("expunge_all()", lambda w: w.session.expunge_all(), may_flush=False)
 
     # -- loading -------------------------------------------------------------------------------
@@ -757,6 +820,92 @@ class DifferentialMachine(RuleBasedStateMachine):
     def query_children(self, name: str | None, how: str) -> Any:
         return self._query("Child", name, how)
 
+    # -- bulk INSERT, UPDATE and DELETE ------------------------------------------------------
+
+    @rule(
+        model=st.sampled_from(MODELS),
+        old=st.sampled_from(NAMES),
+        new=st.sampled_from(NAMES),
+        sync=st.sampled_from(SYNC_STRATEGIES),
+        how=st.sampled_from(("execute", "query")),
+    )
+    def bulk_update(
+        self, model: str, old: str | None, new: str | None, sync: Any, how: str
+    ) -> None:
+        """``update(cls).where(cls.name == old).values(name=new)``: the matched loaded
+        objects take the new name (or not, with False); rowcount is the outcome."""
+
+        def op(w: World) -> Any:
+            cls = w.models[model]
+            if how == "query":
+                q = w.session.query(cls).filter(cls.name == old)
+                return q.update({"name": new}, synchronize_session=sync)
+            stmt = update(cls).where(cls.name == old).values(name=new)
+            opts = {"synchronize_session": sync}
+            return w.session.execute(stmt, execution_options=opts).rowcount
+
+        self._run(f"update({model}) name {old!r} -> {new!r}, synchronize_session={sync!r}", op)
+
+    @rule(
+        model=st.sampled_from(MODELS),
+        name=st.sampled_from(NAMES),
+        sync=st.sampled_from(SYNC_STRATEGIES),
+    )
+    def bulk_delete(self, model: str, name: str | None, sync: Any) -> None:
+        """``delete(cls).where(cls.name == name)``: matched objects become *deleted*."""
+
+        def op(w: World) -> Any:
+            cls = w.models[model]
+            stmt = delete(cls).where(cls.name == name)
+            opts = {"synchronize_session": sync}
+            return w.session.execute(stmt, execution_options=opts).rowcount
+
+        self._run(f"delete({model}) where name == {name!r}, synchronize_session={sync!r}", op)
+
+    @rule(
+        target=objects,
+        keys=st.lists(st.sampled_from(ITEM_KEYS), min_size=1, max_size=2, unique=True),
+        name=st.sampled_from(NAMES),
+    )
+    def bulk_insert_items(self, keys: list[str], name: str | None) -> Any:
+        """``insert(Item).returning(Item)`` with dicts: new persistent objects (or the
+        IntegrityError of a key that exists)."""
+
+        def op(w: World) -> Any:
+            stmt = insert(w.models["Item"]).returning(w.models["Item"])
+            return w.session.scalars(stmt, [{"id": k, "name": name} for k in keys]).all()
+
+        made = self._run(f"insert(Item).returning(Item) ids {keys}", op)
+        self.bulk_inserted.extend((pair, self.txn_gen) for pair in made)
+        return multiple(*made)
+
+    def _bulk_rows_gone(self) -> None:
+        """A rollback took the rows of the objects INSERT .. RETURNING made in this
+        transaction (possibly inside the savepoint rolled back): they are rowless."""
+        for pair, gen in self.bulk_inserted:
+            if gen == self.txn_gen:
+                pair.rowless = True
+
+    @rule(
+        key=st.sampled_from(ITEM_KEYS),
+        name=st.sampled_from(NAMES),
+        sync=st.sampled_from(("auto", False)),
+    )
+    def bulk_update_by_key(self, key: str, name: str | None, sync: Any) -> None:
+        """``update(Item)`` with a dict: an UPDATE by primary key (StaleDataError when
+        the row is missing)."""
+
+        def op(w: World) -> Any:
+            opts = {"synchronize_session": sync}
+            params = [{"id": key, "name": name}]
+            return type(
+                w.session.execute(update(w.models["Item"]), params, execution_options=opts)
+            ).__name__
+
+        # EXCLUSION "savepoint rollback after UPDATE by key": not drawn inside a SAVEPOINT.
+        assume(not (sync and self.sk.session.in_nested_transaction()))
+        self._run(f"update(Item) by key {key!r} name={name!r}, synchronize_session={sync!r}", op)
+
     # -- transactions --------------------------------------------------------------------------
 
     @rule()
@@ -765,6 +914,8 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     @rule()
     def commit(self) -> None:
+        # EXCLUSION "commit() of an aborted transaction".
+        assume(not self.pg_aborted)
         self._run("commit()", lambda w: w.session.commit())
         if self.sk.session.is_active:
             self.txn_gen += 1
@@ -772,6 +923,8 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     @rule()
     def rollback(self) -> None:
+        self.pg_aborted = False
+        self._bulk_rows_gone()
         self._run("rollback()", lambda w: w.session.rollback(), may_flush=False)
         self.txn_gen += 1
         self._check_rows("rollback()")
@@ -781,6 +934,8 @@ class DifferentialMachine(RuleBasedStateMachine):
         for pair in self.pairs:
             if pair.inserted_in == self.txn_gen and SK.inspect(pair.sk).has_identity:
                 pair.rowless = True  # close-2: detached with the key of a rolled back row
+        self._bulk_rows_gone()
+        self.pg_aborted = False
         self._run("close()", lambda w: w.session.close(), may_flush=False)
         self.txn_gen += 1
         self._check_rows("close()")
@@ -807,6 +962,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         else:
             # EXCLUSION "rollback of an outer savepoint".
             assume(not self._open_inside(sp))
+            self._bulk_rows_gone()
             self._run(f"{sp.label}.rollback()", lambda w: sp.side(w).rollback(), may_flush=False)
 
     def _open_inside(self, sp: Pair) -> bool:

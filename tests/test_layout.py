@@ -18,8 +18,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sessionkit"
 # state, never by import; the Session is imported only by what sits on top of it.
 LAYERS = [
     "exc",
+    "hooks",
+    "validation",
     "gcpause",
     "state",
+    "firing",
     "attributes",
     "portable",
     "mapping",
@@ -33,6 +36,8 @@ LAYERS = [
     "expiry",
     "identity",
     "loader",
+    "evaluate",
+    "bulk",
     "loading",
     "rejected",
     "statements",
@@ -42,6 +47,9 @@ LAYERS = [
     "query",
     "reading",
     "session",
+    "objects",
+    "scoping",
+    "events",
     "retry",
     "__init__",
 ]
