@@ -542,6 +542,16 @@ class DifferentialMachine(RuleBasedStateMachine):
             # EXCLUSION "displaced by a conflicting INSERT": on SQLite a generated key
             # can be that of a persistent object without a row (max(id) + 1).
             return "generated key may take a rowless object's key"
+        rowless_keys = set()
+        for p in self.pairs:
+            identity = ORM.inspect(p.orm).identity
+            if p.rowless and identity and p.orm in orm_session:
+                rowless_keys.add((p.model, identity[0]))
+        if any(k in rowless_keys for k in pending):
+            # EXCLUSION "displaced by a conflicting INSERT": a new object with the key of
+            # a persistent object whose row a rollback took (a re-added object made by
+            # INSERT .. RETURNING, say): sessionkit's INSERT displaces it (detached).
+            return "a new object takes a rowless object's key"
         return None
 
     # -- setup ---------------------------------------------------------------------------------
