@@ -631,7 +631,12 @@ class DifferentialMachine(RuleBasedStateMachine):
             return child.parent_id
 
         self._run(f"add(Child(parent_id={parent.label}.id, name={name!r}))", op)
-        return self._track(*made) if len(made) == 2 else multiple()
+        if len(made) != 2:
+            return multiple()
+        pair = self._track(*made)
+        # Tracked after the step's comparison: its state now is its first one seen.
+        pair.last_state = ORM.state(pair.orm)
+        return pair
 
     # -- single-object operations --------------------------------------------------------------
 
