@@ -8,6 +8,8 @@ from .inspection import History, InstanceInspection, inspect
 from .mapping import Mapper, map_imperatively
 from .objects import make_transient, make_transient_to_detached, object_session
 from .query import Query
+from .relationships import Relationship, relationship
+from .relloading import LoaderOption, joinedload, lazyload, raiseload, selectinload
 from .retry import is_retryable, run_transaction
 from .scoping import scoped_session
 from .session import Session, sessionmaker
@@ -24,12 +26,14 @@ __all__ = [
     "FromStatement",
     "History",
     "InstanceInspection",
+    "LoaderOption",
     "Mapped",
     "MappedAsDataclass",
     "MappedColumn",
     "Mapper",
     "MapperEvents",
     "Query",
+    "Relationship",
     "Session",
     "SessionEvents",
     "SessionTransaction",
@@ -38,13 +42,18 @@ __all__ = [
     "declarative_base",
     "inspect",
     "is_retryable",
+    "joinedload",
+    "lazyload",
     "make_transient",
     "make_transient_to_detached",
     "map_imperatively",
     "mapped_column",
     "object_session",
+    "raiseload",
+    "relationship",
     "run_transaction",
     "scoped_session",
+    "selectinload",
     "sessionmaker",
     "validates",
 ]

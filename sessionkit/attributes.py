@@ -102,6 +102,10 @@ def load_missing(obj: object, key: str) -> Any:
 def instance_setattr(self: Any, key: str, value: Any) -> None:
     mapper: Mapper = type(self).__sk_mapper__
     if key not in mapper.attr_index:
+        rel = mapper.relationships.get(key)
+        if rel is not None:
+            rel.configure()
+            raise rel.write_error(self)
         mapper.has_extras = True
         mapper.base_setattr(self, key, value)
         return
@@ -148,6 +152,10 @@ def instance_delattr(self: Any, key: str) -> None:
     """``del obj.attr`` on a column means "set it to NULL", as in the reference."""
     mapper: Mapper = type(self).__sk_mapper__
     if key not in mapper.attr_index:
+        rel = mapper.relationships.get(key)
+        if rel is not None:
+            rel.configure()
+            raise rel.write_error(self)
         object.__delattr__(self, key)
         return
     instance_setattr(self, key, None)

@@ -22,6 +22,7 @@ from .columns import DONT_SET, MappedColumn, mapped_column
 from .exc import ArgumentError, InvalidRequestError
 from .mapping import Mapper, map_imperatively
 from .refusals import LOST, declared, refuse_orm_constructs, where
+from .relationships import Relationship
 from .scan import Scan, build_table, refuse_table_annotations, scan_columns
 from .state import MAPPER_ATTR
 
@@ -241,8 +242,24 @@ def map_declarative(cls: type, metadata: MetaData, type_map: dict[Any, Any]) -> 
                 f"{cls.__name__} is a MappedAsDataclass class with __table__; declare its "
                 f"columns with mapped_column() instead, so that they become dataclass fields."
             )
+    rels = {name: v for name, v in cls.__dict__.items() if isinstance(v, Relationship)}
+    if rels and dc_options is not None:
+        if scan is not None:
+            metadata.remove(table)
+        raise ArgumentError(
+            f"{cls.__name__} is a MappedAsDataclass class with relationship() attribute(s) "
+            f"{sorted(rels)}; sessionkit maps relationships on plain declarative classes only "
+            f"for now. Drop MappedAsDataclass for this class."
+        )
     try:
-        mapper = map_imperatively(cls, table, attribute_names=attr_names, **mapper_args)
+        mapper = map_imperatively(
+            cls,
+            table,
+            attribute_names=attr_names,
+            properties=rels,
+            annotations=typemap.own_annotations(cls) if rels else None,
+            **mapper_args,
+        )
     except (ArgumentError, InvalidRequestError):
         if scan is not None:
             metadata.remove(table)  # nothing half-registered: the class can be fixed

@@ -43,17 +43,24 @@ def expire_state(
             # back in one step no interrupt can split (see _clear_keeping_state).
             _clear_keeping_state([d], [state])
         else:
-            for k in mapper.attr_keys:
+            for k in mapper.expire_keys:
                 d.pop(k, None)
         return
     keys = list(keys)
+    d = obj.__dict__
+    if mapper.relationships:
+        for k in keys:
+            if k in mapper.relationships:
+                d.pop(k, None)  # a relationship is simply loaded again on its next read
+        keys = [k for k in keys if k not in mapper.relationships]
+        if not keys:
+            return
     if state.expired is not mapper.all_attrs:  # a fully expired object stays so
         state.expired = frozenset(keys).union(state.expired or ())
     committed = state.committed
     if committed:
         for k in keys:
             committed.pop(k, None)
-    d = obj.__dict__
     for k in keys:
         d.pop(k, None)
 
@@ -84,7 +91,7 @@ def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) ->
     the values, the instance dicts emptied all at once when they hold nothing else."""
     all_attrs = mapper.all_attrs
     dict_keys = mapper.dict_keys
-    attr_keys = mapper.attr_keys
+    attr_keys = mapper.expire_keys
     fast = not mapper.has_extras
     dicts: list[dict[str, Any]] = []
     states: list[InstanceState] = []
@@ -108,6 +115,11 @@ def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) ->
             for k in attr_keys:
                 d.pop(k, None)
     _clear_keeping_state(dicts, states)
+    if mapper.relationships:
+        # Expired together, loaded together: a relationship read now batches by the
+        # expiry, not by the result the objects once came from.
+        for state in states:
+            state.group = None
 
 
 def _clear_keeping_state(dicts: list[dict[str, Any]], states: list[InstanceState]) -> None:

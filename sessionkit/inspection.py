@@ -163,7 +163,7 @@ class InstanceInspection:
     @property
     def unloaded(self) -> set[str]:
         d = self.object.__dict__
-        return {k for k in self._state.mapper.attr_keys if k not in d}
+        return {k for k in self._state.mapper.expire_keys if k not in d}
 
     @property
     def dict(self) -> dict[str, Any]:

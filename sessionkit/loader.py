@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .gcpause import BULK, paused
 from .hooks import SESSION
-from .state import STATE_KEY, InstanceState, Loaded, get_state
+from .state import STATE_KEY, InstanceState, Loaded, LoadGroup, Tree, get_state
 
 if TYPE_CHECKING:
     from .identity import IdentityMap
@@ -27,26 +27,73 @@ def load_rows(
     rows: Iterable[Sequence[Any]],
     populate_existing: bool,
     modified: dict[InstanceState, Any],
+    tree: Tree | None = None,
 ) -> list[Any]:
     """Objects for ``rows``, whose columns are exactly ``mapper.columns`` in order.
 
     New objects get the map's shared marker instead of a state object of their own; rows
     for objects already in the map only fill expired attributes (or overwrite all of
-    them with ``populate_existing``).
+    them with ``populate_existing``). A class with relationships gets a marker of this
+    call's own instead, naming the objects loaded together (``tree``: the loader options
+    for them).
     """
     loader = mapper.statement_cache.get("loader")
     if loader is None:
         loader = mapper.statement_cache["loader"] = _compile_loader(mapper)
 
     sub = imap.sub(mapper)
+    group = None
+    if mapper.relationships:
+        rows = rows if isinstance(rows, list) else list(rows)
+        group = LoadGroup(list(map(mapper.row_pk, rows)), tree or {})
+        if "loaded_as_persistent" not in SESSION:
+            return _load_grouped(
+                loader, imap, sub, mapper, rows, populate_existing, modified, group
+            )
     if "loaded_as_persistent" in SESSION:
-        return _load_announced(loader, imap, mapper, rows, populate_existing, modified)
+        return _load_announced(loader, imap, mapper, rows, populate_existing, modified, group)
     marker = imap.marker(mapper)
     if isinstance(rows, list) and len(rows) >= BULK:
         with paused(len(rows)):
             out: list[Any] = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
         return out
     out = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
+    return out
+
+
+def _load_grouped(
+    loader: Callable[..., list[Any]],
+    imap: IdentityMap,
+    sub: dict[Any, Any],
+    mapper: Mapper,
+    rows: list[Any],
+    populate_existing: bool,
+    modified: dict[InstanceState, Any],
+    group: LoadGroup,
+) -> list[Any]:
+    """load_rows() for a class with relationships: every object of the result, new or
+    already in the map, joins this result's group (what a relationship read loads
+    together, and the query's loader options)."""
+    marker = Loaded(mapper, imap.session_ref, group)
+    had = len(sub)
+    if len(rows) >= BULK:
+        with paused(len(rows)):
+            out: list[Any] = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
+    else:
+        out = loader(rows, sub, marker, populate_existing, modified, imap.on_dead)
+    if had:
+        for obj in out:
+            if obj is None:
+                continue
+            d = obj.__dict__
+            st = d[STATE_KEY]
+            if st is marker:
+                continue
+            if st.__class__ is Loaded:
+                if st.session_ref is marker.session_ref:
+                    d[STATE_KEY] = marker
+            else:
+                st.group = group
     return out
 
 
@@ -57,10 +104,11 @@ def _load_announced(
     rows: Iterable[Sequence[Any]],
     populate_existing: bool,
     modified: dict[InstanceState, Any],
+    group: LoadGroup | None,
 ) -> list[Any]:
     """load_rows() for a session with ``loaded_as_persistent`` listeners: new objects
     get a marker of this call's own, which tells them from those already in the map."""
-    marker = Loaded(mapper, imap.session_ref)
+    marker = Loaded(mapper, imap.session_ref, group)
     out: list[Any] = loader(
         rows, imap.sub(mapper), marker, populate_existing, modified, imap.on_dead
     )

@@ -161,8 +161,10 @@ def execute(
     opts: dict[str, Any],
     imap: IdentityMap,
     modified: dict[InstanceState, Any],
+    relations: Callable[..., Any] | None = None,
 ) -> Result[Any]:
     """Run ``statement``; a select of mapped classes yields identity-mapped objects.
+    ``relations`` (relloading.prepare) adds what relationships load with the query.
 
     Objects are built as rows are read, not here, so that ``yield_per`` (also when called
     on the result) bounds memory by one batch; without it the first read builds them all
@@ -172,26 +174,35 @@ def execute(
     if plan is not None:
         assert isinstance(statement, Select)
         select_ = statement
-        cursor = conn.execute(statement, params, execution_options=opts)
     elif isinstance(statement, FromStatement):
         # The statement's rows, their columns picked in the order of the select's plan.
         select_ = statement.select
         plan = _entity_plan(select_)
         assert plan is not None  # FromStatement refuses a select without an entity
-        cursor = statement.columns_of(conn.execute(statement, params, execution_options=opts))
     else:
         return conn.execute(statement, params, execution_options=opts)
+    # Checked before any SQL: a loader option that fits no entity is an error.
+    prepared = None if relations is None else relations(conn, imap, modified, plan, select_)
+    if select_ is statement:
+        cursor = conn.execute(statement, params, execution_options=opts)
+    else:
+        assert isinstance(statement, FromStatement)
+        cursor = statement.columns_of(conn.execute(statement, params, execution_options=opts))
     own = statement.get_execution_options()
     populate = bool(opts.get("populate_existing") or own.get("populate_existing"))
     yield_per = opts.get("yield_per", own.get("yield_per"))
-    keys, build = _builder(plan, select_, cursor, imap, populate, modified)
+    trees, after = (None, None) if prepared is None else prepared
+    keys, build = _builder(plan, select_, cursor, imap, populate, modified, trees)
     plain = driver_rows_suffice(cursor)
     generation = imap.generation
 
     def checked(rows: Sequence[Sequence[Any]]) -> list[Any]:
         if imap.generation != generation:
             raise _map_gone(plan)
-        return build(rows)
+        out = build(rows)
+        if after is not None:
+            after(out)
+        return out
 
     # Called by the result with its yield_per (None for everything), as the ORM's is.
     def chunks(size: int | None) -> Iterator[list[Any]]:
@@ -234,6 +245,7 @@ def _builder(
     imap: IdentityMap,
     populate: bool,
     modified: dict[InstanceState, Any],
+    trees: dict[Any, Any] | None,
 ) -> tuple[list[Any], Callable[[Sequence[Sequence[Any]]], list[Any]]]:
     """The result's keys (None for an alias without a name, as in the ORM), and how to
     turn a batch of rows into objects or tuples."""
@@ -241,8 +253,10 @@ def _builder(
         entity, _, key = plan[0]
         assert entity is not None
 
+        tree = None if trees is None else trees.get(entity)
+
         def build_objects(rows: Sequence[Sequence[Any]]) -> list[Any]:
-            return load_rows(imap, entity, rows, populate, modified)
+            return load_rows(imap, entity, rows, populate, modified, tree)
 
         return [key], build_objects
     names = list(cursor.keys())
@@ -265,7 +279,8 @@ def _builder(
         for mapper, width, _ in plan:
             part = [row[pos : pos + width] for row in rows]
             if mapper is not None:
-                columns.append(load_rows(imap, mapper, part, populate, modified))
+                tree = None if trees is None else trees.get(mapper)
+                columns.append(load_rows(imap, mapper, part, populate, modified, tree))
             else:
                 columns.extend([p[i] for p in part] for i in range(width))
             pos += width

@@ -19,6 +19,7 @@ from sqlalchemy.util import immutabledict
 from .attributes import ColumnAttribute, instance_delattr, instance_setattr, validated_setattr
 from .exc import ArgumentError, InvalidRequestError, UnmappedClassError, UnmappedInstanceError
 from .portable import class_mapped
+from .relationships import Relationship, install, register_class
 from .state import MAPPER_ATTR, STATE_KEY, InstanceState, Loaded, materialize
 from .validation import Validator, collect_validators
 
@@ -90,6 +91,9 @@ class Mapper(EventTarget):
         # attributes without a validator.
         self.init_keys: frozenset[str] = self.all_attrs
         self.statement_cache: dict[Any, Any] = {}
+        # relationship() attributes by name; what expiry forgets (columns, then them).
+        self.relationships: dict[str, Relationship] = {}
+        self.expire_keys: tuple[str, ...] = self.attr_keys
         self.compare: dict[str, Callable[[Any, Any], bool]] = {
             k: c.type.compare_values for k, c in zip(self.attr_keys, self.columns, strict=True)
         }
@@ -123,6 +127,12 @@ class Mapper(EventTarget):
         self.validators = immutabledict(validators)
         self.validator_fns = {k: fn for k, (fn, _) in validators.items()}
         self.init_keys = self.all_attrs - validators.keys()
+
+    def add_relationships(self, rels: dict[str, Relationship]) -> None:
+        self.relationships = {**self.relationships, **rels}
+        self.expire_keys = self.attr_keys + tuple(self.relationships)
+        # Loaded relationships live in the instance dict beside the columns.
+        self.has_extras = True
 
     def identity_key_for(self, key: Any) -> tuple[type, tuple[Any, ...], None]:
         return (self.class_, (key,) if self.single_pk else tuple(key), None)
@@ -205,6 +215,8 @@ def map_imperatively(
     attribute_names: dict[str, str] | None = None,
     version_id_col: Column[Any] | None = None,
     version_id_generator: Callable[[Any], Any] | None = None,
+    properties: dict[str, Any] | None = None,
+    annotations: dict[str, Any] | None = None,
 ) -> Mapper:
     """Map an existing plain class onto an existing Core ``Table``.
 
@@ -212,7 +224,9 @@ def map_imperatively(
     ``version_id_col`` names a column that every UPDATE and DELETE checks and bumps
     (``version_id_generator(old) -> new``, default ``old + 1``): a concurrent change
     makes the flush raise StaleDataError instead of silently overwriting it.
-    The class keeps its own ``__init__``; only columns become descriptors.
+    ``properties`` holds ``relationship()`` attributes, as in the ORM's
+    ``registry.map_imperatively()``. The class keeps its own ``__init__``; only columns
+    and relationships become descriptors.
     """
     if _orm_mapped(cls):
         raise ArgumentError(
@@ -234,6 +248,14 @@ def map_imperatively(
                 f"without inheriting from {base.__name__}, or share columns through an "
                 f"unmapped mixin."
             )
+    rels: dict[str, Relationship] = {}
+    for key, value in (properties or {}).items():
+        if not isinstance(value, Relationship):
+            raise ArgumentError(
+                f"map_imperatively({cls.__name__}): properties[{key!r}] is {value!r}; sessionkit "
+                f"maps relationship() there. Rename columns with attribute_names={{...}}."
+            )
+        rels[key] = value
     names = attribute_names or {}
     attr_keys = {c: names.get(c.key, c.key) for c in table.c}
     mapper = Mapper(cls, table, attr_keys, version_id_col, version_id_generator)
@@ -254,6 +276,9 @@ def map_imperatively(
     type.__setattr__(cls, MAPPER_ATTR, mapper)
     if "__table__" not in cls.__dict__:
         type.__setattr__(cls, "__table__", table)
+    if rels:
+        install(mapper, rels, annotations)
+    register_class(cls)
     class_mapped(cls)
     return mapper
 

@@ -23,12 +23,14 @@ from .loader import load_rows
 from .loading import apply_loaded, execute, fetch_by_pk, for_update_arg
 from .mapping import Mapper, mapper_of_class
 from .query import Query
+from .relloading import load_lazy, prepare
 from .state import STATE_KEY
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.selectable import ForUpdateParameter, TypedReturnsRows
 
     from .identity import IdentityMap, Ref
+    from .relationships import Relationship
     from .session import Session
     from .state import InstanceState
     from .tracking import Tracker
@@ -48,7 +50,11 @@ class SessionReads:
         _tracker: Tracker
         _fresh: dict[type, dict[Any, Ref]]
 
+        _ref: Any
+
         def connection(self) -> Connection: ...
+
+        def _autobegin(self) -> Any: ...
 
         def _autoflush(self) -> None: ...
 
@@ -178,7 +184,20 @@ class SessionReads:
                 return run_dml(cast("Session", self), statement, mapper, params, opts)
         self._autoflush()
         conn = self.connection()
-        return execute(conn, statement, params, opts, self.identity_map, self._tracker.modified)
+        modified = self._tracker.modified
+        return execute(conn, statement, params, opts, self.identity_map, modified, prepare)
+
+    def _load_relationship(self, obj: object, rel: Relationship) -> None:
+        """An unloaded relationship of a persistent, attached object was read: load it
+        (with the others of its result or expiry, unless its strategy says otherwise).
+        Autoflushes first, as every load does."""
+        self._autobegin()._check_active()
+        self._autoflush()
+        d = obj.__dict__
+        state = d.get(STATE_KEY)
+        if rel.key in d or state is None or state.session_ref is not self._ref:
+            return  # the autoflush loaded it, or failed and let the object go
+        load_lazy(self.connection(), self.identity_map, self._tracker.modified, obj, rel)
 
     @overload
     def scalars(

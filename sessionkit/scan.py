@@ -21,6 +21,7 @@ from . import typemap
 from .columns import MappedColumn
 from .exc import ArgumentError
 from .refusals import LOST, where
+from .relationships import Relationship
 from .state import MAPPER_ATTR
 
 _MAPPED_HEAD = re.compile(r"\s*(?:\w+\.)*(Mapped|WriteOnlyMapped|DynamicMapped)\s*\[")
@@ -100,6 +101,8 @@ def _declared_column(
     cls: type, owner: type, name: str, annotation: Any, type_map: dict[Any, Any]
 ) -> Declared | None:
     value = owner.__dict__.get(name)
+    if isinstance(value, Relationship):
+        return None  # Mapped[list["Book"]] = relationship(...): not a column
     container, python_type = _mapped_annotation(cls, owner, name, annotation)
     if isinstance(value, Column):
         column = value if owner is cls else value._copy()

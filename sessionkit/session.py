@@ -441,13 +441,14 @@ class Session(SessionReads, EventTarget):
         if names is None:
             return None
         names = list(names)
+        mapper = state.mapper
         for name in names:
-            if name not in state.mapper.attr_index:
+            if name not in mapper.attr_index and name not in mapper.relationships:
                 raise InvalidRequestError(
-                    f"{state.mapper.class_.__name__} has no mapped attribute {name!r}; mapped "
-                    f"attributes are {', '.join(state.mapper.attr_keys)}"
+                    f"{mapper.class_.__name__} has no mapped attribute {name!r}; mapped "
+                    f"attributes are {', '.join(mapper.expire_keys)}"
                 )
-        return [k for k in state.mapper.attr_keys if k in names]
+        return [k for k in mapper.expire_keys if k in names]
 
     def expire(self, instance: object, attribute_names: Iterable[str] | None = None) -> None:
         """Forget loaded values; the next read loads them again. No SQL now."""
@@ -488,11 +489,19 @@ class Session(SessionReads, EventTarget):
         expire_state(instance, state, Expiry("refresh"), keys)
         self._autoflush()
         check_unflushed_key(instance, state)
-        load = tuple(keys) if keys is not None else state.mapper.attr_keys
-        row = fetch_by_pk(self.connection(), state.mapper, state.key, load, lock)
-        if row is None:
-            raise InvalidRequestError(f"Could not refresh instance '{state_str(instance)}'")
-        apply_loaded(instance, state, load, row, overwrite=True)
+        mapper = state.mapper
+        load = mapper.attr_keys
+        if keys is not None:
+            load = tuple(k for k in keys if k in mapper.attr_index)
+        if load or lock is not None:
+            conn = self.connection()
+            row = fetch_by_pk(conn, mapper, state.key, load or mapper.pk_attr_keys, lock)
+            if row is None:
+                raise InvalidRequestError(f"Could not refresh instance '{state_str(instance)}'")
+            apply_loaded(instance, state, load, row, overwrite=True)
+        for key in keys or ():
+            if key in mapper.relationships:  # named relationships load now, as the ORM's
+                self._load_relationship(instance, mapper.relationships[key])
 
     def _load_expired_attribute(self, obj: object, state: InstanceState, key: str) -> None:
         """An expired attribute of ``obj`` was read: load it (and, with batch_refresh,

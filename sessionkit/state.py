@@ -75,6 +75,7 @@ class InstanceState:
         "deleted",
         "expired",
         "expired_by",
+        "group",
         "key",
         "mapper",
         "modified",
@@ -91,11 +92,14 @@ class InstanceState:
     expired_by: Expiry | None
     deleted: bool
     was_deleted: bool
+    # The objects loaded with this one, for relationship loading (relloading.LoadGroup).
+    group: Any
 
     def __init__(
         self, mapper: Mapper, key: Any = None, session_ref: weakref.ref[Any] | None = None
     ) -> None:
         self.mapper = mapper
+        self.group = None
         self.key = key
         self.session_ref = session_ref
         self.committed = None
@@ -131,6 +135,22 @@ class InstanceState:
         )
 
 
+# Loader options for one class: relationship key (or "*") -> (strategy, subtree).
+Tree = dict[str, tuple[str, "Tree"]]
+
+
+class LoadGroup:
+    """The objects of one class that one result loaded (their primary keys), and the
+    strategies the query's options chose for their relationships: what a relationship
+    read loads together (relloading.py)."""
+
+    __slots__ = ("keys", "tree")
+
+    def __init__(self, keys: list[Any], tree: Tree) -> None:
+        self.keys = keys
+        self.tree = tree
+
+
 class Loaded:
     """Stands in for an ``InstanceState`` on an object loaded and not touched since.
 
@@ -142,7 +162,7 @@ class Loaded:
     answer the questions the read paths ask without materializing.
     """
 
-    __slots__ = ("mapper", "session_ref")
+    __slots__ = ("group", "mapper", "session_ref")
 
     expired = None
     expired_by = None
@@ -150,9 +170,13 @@ class Loaded:
     deleted = False
     was_deleted = False
 
-    def __init__(self, mapper: Mapper, session_ref: weakref.ref[Any] | None) -> None:
+    def __init__(
+        self, mapper: Mapper, session_ref: weakref.ref[Any] | None, group: Any = None
+    ) -> None:
         self.mapper = mapper
         self.session_ref = session_ref
+        # Set for classes with relationships: the objects of one result (LoadGroup).
+        self.group = group
 
     def __repr__(self) -> str:
         return f"<Loaded {self.mapper.class_.__name__}>"
@@ -205,6 +229,7 @@ def materialize(obj: Any, marker: Loaded) -> InstanceState:
     d = obj.__dict__
     mapper = marker.mapper
     state = InstanceState(mapper, mapper.key_from_dict(d), marker.session_ref)
+    state.group = marker.group
     d[STATE_KEY] = state
     return state
 
