@@ -18,6 +18,7 @@ SCENARIOS: dict[str, str] = {
     "S6": "refresh after commit",
     "S7": "rollback",
     "S8": "memory per loaded object",
+    "S9": "load authors + read their books",
 }
 
 #: Named scales: a factor applied to the default row counts.
@@ -38,7 +39,11 @@ BASE_COUNTS: dict[str, int] = {
     "refresh": 10_000,
     "rollback": 10_000,
     "memory": 10_000,
+    "authors": 1_000,
 }
+
+#: S9: books per author (fixed; ``--scale`` changes the number of authors).
+BOOKS_PER_AUTHOR = 10
 
 #: No scenario runs on fewer rows than this, whatever the scale.
 MIN_COUNT = 20
@@ -56,6 +61,7 @@ class Counts:
     refresh: int
     rollback: int
     memory: int
+    authors: int
 
     @classmethod
     def for_factor(cls, factor: float) -> Counts:

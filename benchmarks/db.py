@@ -123,12 +123,14 @@ class Database:
         try:
             from sqlalchemy import inspect
 
-            if inspect(engine).has_table(schema.TABLE_NAME):
-                raise ValueError(
-                    f"the database at {self.label} already has a table "
-                    f"{schema.TABLE_NAME!r}; point --db at a scratch database (the "
-                    f"benchmark empties and refills that table)"
-                )
+            inspector = inspect(engine)
+            for table in schema.metadata.sorted_tables:
+                if inspector.has_table(table.name):
+                    raise ValueError(
+                        f"the database at {self.label} already has a table "
+                        f"{table.name!r}; point --db at a scratch database (the "
+                        f"benchmark empties and refills that table)"
+                    )
         finally:
             engine.dispose()
 

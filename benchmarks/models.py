@@ -4,18 +4,25 @@ sessionkit and the SQLAlchemy ORM map ``schema.user_table`` itself (``__table__`
 both emit SQL against exactly the same columns; ``SkTypedUser`` declares the same table
 with typed annotations, to show that typed models cost the same. ``SlotUser`` is the
 hand-written floor: the least an application could spend on one object per row.
+
+S9's ``Author``/``Book`` pair is declared once, in :func:`declare_library`, and mapped
+by each library with its own ``relationship``: the declarations cannot differ.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy.orm
 from sqlalchemy import Double, String
 from sqlalchemy.orm import DeclarativeBase
 
 import sessionkit
 
-from .schema import TABLE_NAME, user_table
+from .schema import TABLE_NAME, author_table, book_table, user_table
 
 SkBase: Any = sessionkit.declarative_base()
 
@@ -79,6 +86,47 @@ class SlotUser:
         self.age = age
         self.score = score
         self.visits = visits
+
+
+@dataclass(frozen=True)
+class Library:
+    """The mapped ``Author`` and ``Book`` classes of one library."""
+
+    author: Any
+    book: Any
+
+
+def declare_library(base: Any, relationship: Callable[..., Any]) -> Library:
+    """``Author.books`` / ``Book.author``, declared on ``base`` with ``relationship``.
+
+    No ``lazy=``: each library loads ``Author.books`` its default way (sessionkit
+    batched, the ORM one SELECT per author).
+    """
+
+    class Author(base):  # type: ignore[misc]
+        __table__ = author_table
+        books = relationship("Book", back_populates="author", order_by="Book.id")
+
+    class Book(base):  # type: ignore[misc]
+        __table__ = book_table
+        author = relationship("Author", back_populates="books")
+
+    return Library(Author, Book)
+
+
+class OrmLibraryBase(DeclarativeBase):
+    pass
+
+
+ORM_LIBRARY = declare_library(OrmLibraryBase, sqlalchemy.orm.relationship)
+
+
+@functools.cache
+def sessionkit_library() -> Library:
+    """sessionkit's ``Author``/``Book``, mapped on first use (after the import check)."""
+    from sessionkit import relationship
+
+    return declare_library(sessionkit.declarative_base(), relationship)
 
 
 def row_of(obj: Any) -> tuple[Any, ...]:

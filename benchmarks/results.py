@@ -12,6 +12,7 @@ LABELS: dict[str, str] = {
     "sessionkit_batch": "sessionkit batch_refresh",
     "sessionkit_typed": "sessionkit typed model",
     "orm": "ORM",
+    "orm_selectin": "ORM selectinload",
     "core": "Core",
     "dbapi": "DB-API",
     "floor": "floor",

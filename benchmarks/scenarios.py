@@ -1,4 +1,4 @@
-"""The eight scenarios: what each one sets up, who takes part, and what "correct" means.
+"""The nine scenarios: what each one sets up, who takes part, and what "correct" means.
 
 A scenario is a generator of :class:`~benchmarks.harness.Variant` objects. It owns the
 Engine for each variant (created with the same settings for every contender, disposed
@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import selectinload
 
 from . import checks, schema
-from .config import Counts
+from .config import BOOKS_PER_AUTHOR, Counts
 from .db import Database
 from .harness import CheckFailed, Entry, Trial, Variant
 from .impls import baselines, core, dbapi, sessions
 from .impls.sessions import ORM, SESSIONKIT, SESSIONKIT_TYPED
+from .models import ORM_LIBRARY, sessionkit_library
 from .schema import Row
 
 WARMUP_ROWS = 500
@@ -43,14 +45,20 @@ class Env:
 class TableState:
     """Refills the table only when the wanted number of rows changes."""
 
-    def __init__(self, engine: Engine, rows: Sequence[Row]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        rows: Sequence[Any],
+        fill: Callable[[Engine, Sequence[Any]], None] = schema.reset,
+    ) -> None:
         self.engine = engine
         self.rows = rows
+        self.fill = fill
         self.current: int | None = None
 
     def ensure(self, n: int) -> None:
         if self.current != n:
-            schema.reset(self.engine, self.rows[:n])
+            self.fill(self.engine, self.rows[:n])
             self.current = n
 
 
@@ -59,8 +67,13 @@ def _sizes(n: int) -> Callable[[bool], int]:
     return lambda warmup: warm if warmup else n
 
 
-def _entry(impl: str, make: Callable[[], Trial], check: Callable[[Any, bool], None]) -> Entry:
-    return Entry(impl, lambda warmup: make(), check)
+def _entry(
+    impl: str,
+    make: Callable[[], Trial],
+    check: Callable[[Any, bool], None],
+    unavailable: str | None = None,
+) -> Entry:
+    return Entry(impl, lambda warmup: make(), check, unavailable)
 
 
 def s1_load(env: Env) -> Iterator[Variant]:
@@ -361,6 +374,57 @@ def s8_memory(env: Env) -> Iterator[Variant]:
         )
 
 
+def s9_relationship(env: Env) -> Iterator[Variant]:
+    n = env.counts.authors
+    per = BOOKS_PER_AUTHOR
+    authors = schema.make_authors(n)
+    warm = min(n, max(1, WARMUP_ROWS // per))  # at most WARMUP_ROWS books
+
+    def size(warmup: bool) -> int:
+        return warm if warmup else n
+
+    expected = {k: schema.library_rows(authors[:k], per) for k in {warm, n}}
+
+    def check(observed: list[schema.LibraryRow], warmup: bool) -> None:
+        checks.same_rows_any_order(observed, expected[size(warmup)], "authors and their books")
+
+    def fill(engine: Engine, rows: Sequence[Any]) -> None:
+        schema.reset_library(engine, rows, per)
+
+    orm_author = ORM_LIBRARY.author
+    with env.db.connect() as engine:
+        state = TableState(engine, authors, fill)
+        yield Variant(
+            "S9",
+            "S9/books",
+            f"load {n:,} authors, then read the {per} books of each",
+            n,
+            [
+                _entry(
+                    "sessionkit",
+                    lambda: sessions.load_with_books(
+                        SESSIONKIT, sessionkit_library().author, engine
+                    ),
+                    check,
+                    unavailable=sessions.relationship_unavailable(),
+                ),
+                _entry(
+                    "orm_selectin",
+                    lambda: sessions.load_with_books(
+                        ORM, orm_author, engine, selectinload(orm_author.books)
+                    ),
+                    check,
+                ),
+                _entry("orm", lambda: sessions.load_with_books(ORM, orm_author, engine), check),
+                _entry("core", lambda: core.load_with_books(engine), check),
+            ],
+            ratio_to=("core", "orm_selectin", "orm"),
+            prepare=lambda warmup: state.ensure(size(warmup)),
+            note="ORM = default lazy loading, one SELECT per author; Core = books WHERE "
+            "author_id IN (500 keys per SELECT), grouped in Python",
+        )
+
+
 BUILDERS: dict[str, Callable[[Env], Iterator[Variant]]] = {
     "S1": s1_load,
     "S2": s2_bulk_insert,
@@ -370,4 +434,5 @@ BUILDERS: dict[str, Callable[[Env], Iterator[Variant]]] = {
     "S6": s6_refresh,
     "S7": s7_rollback,
     "S8": s8_memory,
+    "S9": s9_relationship,
 }

@@ -1,9 +1,9 @@
-"""The benchmark table, its deterministic data, and Core helpers to set up and read back.
+"""The benchmark tables, their deterministic data, and Core helpers to set up and read back.
 
 Every implementation works on the same ``user_account`` table and the same rows, so
 that the only difference between them is the code path. Values are chosen to round-trip
 exactly on every backend (floats are multiples of 0.25), which lets the checks compare
-with ``==``.
+with ``==``. S9 (a one-to-many relationship) uses ``author`` and ``book`` instead.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Connection,
     Double,
     Engine,
+    ForeignKey,
     Integer,
     MetaData,
     String,
@@ -29,6 +30,10 @@ COLUMNS: tuple[str, ...] = ("id", "name", "fullname", "email", "age", "score", "
 DATA_COLUMNS: tuple[str, ...] = COLUMNS[1:]
 
 Row = tuple[int, str, str, str, int, float, int]
+AuthorRow = tuple[int, str]  # id, name
+BookRow = tuple[int, str, int]  # id, title, author_id
+#: An author as S9 reads it: id, name, and its books' (id, title) in ``book.id`` order.
+LibraryRow = tuple[int, str, tuple[tuple[int, str], ...]]
 
 metadata = MetaData()
 
@@ -42,6 +47,23 @@ user_table = Table(
     Column("age", Integer, nullable=False),
     Column("score", Double, nullable=False),
     Column("visits", Integer, nullable=False),
+)
+
+author_table = Table(
+    "author",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(50), nullable=False),
+)
+
+# The foreign key is indexed, as an application's would be: without the index every
+# per-author SELECT of the ORM's lazy loading would scan the whole table.
+book_table = Table(
+    "book",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", String(50), nullable=False),
+    Column("author_id", Integer, ForeignKey("author.id"), index=True),
 )
 
 
@@ -96,3 +118,43 @@ def read_back(engine: Engine) -> list[Row]:
     with engine.connect() as conn:
         result = conn.execute(select(user_table).order_by(user_table.c.id))
         return [tuple(r) for r in result]
+
+
+def make_authors(n: int) -> list[AuthorRow]:
+    """Authors with ids ``1..n``."""
+    return [(i, f"Author Number {i}") for i in range(1, n + 1)]
+
+
+def make_books(authors: Sequence[AuthorRow], per_author: int) -> list[BookRow]:
+    """``per_author`` books for each author, dealt out in turn.
+
+    Book ``j`` belongs to author ``j mod n``, so no author's books are neighbours in the
+    table: grouping them (and ``order_by``) has real work to do.
+    """
+    n = len(authors)
+    return [
+        (j + 1, f"Book {j + 1:06d} of author {authors[j % n][0]}", authors[j % n][0])
+        for j in range(n * per_author)
+    ]
+
+
+def reset_library(engine: Engine, authors: Sequence[AuthorRow], per_author: int) -> None:
+    """``author`` holds exactly ``authors`` and ``book`` their books (committed)."""
+    books = make_books(authors, per_author)
+    with engine.begin() as conn:
+        conn.execute(book_table.delete())
+        conn.execute(author_table.delete())
+        if authors:
+            conn.execute(insert(author_table), [{"id": i, "name": n} for i, n in authors])
+            conn.execute(
+                insert(book_table),
+                [{"id": i, "title": t, "author_id": a} for i, t, a in books],
+            )
+
+
+def library_rows(authors: Sequence[AuthorRow], per_author: int) -> list[LibraryRow]:
+    """What S9 must read from ``reset_library(engine, authors, per_author)``'s tables."""
+    books: dict[int, list[tuple[int, str]]] = {a[0]: [] for a in authors}
+    for book_id, title, author_id in make_books(authors, per_author):
+        books[author_id].append((book_id, title))
+    return [(i, name, tuple(books[i])) for i, name in authors]

@@ -75,6 +75,25 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target("S7", ("S7/rollback",), "sessionkit", "orm", "faster_by", 15.0, "rollback"),
     Target("S8", ("S8/memory",), "sessionkit", "floor", "at_most", 1.5, "memory per object"),
+    Target("S9", ("S9/books",), "sessionkit", "core", "at_most", 1.3, "authors + books"),
+    Target(
+        "S9",
+        ("S9/books",),
+        "sessionkit",
+        "orm_selectin",
+        "faster_by",
+        3.0,
+        "authors + books, vs selectinload",
+    ),
+    Target(
+        "S9",
+        ("S9/books",),
+        "sessionkit",
+        "orm",
+        "faster_by",
+        5.0,
+        "authors + books, vs ORM lazy",
+    ),
 )
 
 Status = Literal["PASS", "MISS", "n/a", "FAIL", "not run"]

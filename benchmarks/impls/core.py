@@ -2,7 +2,8 @@
 
 Statements are built once (as an application would keep them), parameters go in as
 lists of dicts (``executemany``), results come back with ``fetchall()``. Connection
-checkout is inside the measured region, as the Session's is.
+checkout is inside the measured region, as the Session's is. Related rows are fetched
+with a second query (``IN`` over the parents' keys) and grouped in Python.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select
 from sqlalchemy import update as sql_update
 
 from ..harness import CheckFailed, Trial
-from ..schema import COLUMNS, DATA_COLUMNS, Row, user_table
+from ..schema import COLUMNS, DATA_COLUMNS, LibraryRow, Row, author_table, book_table, user_table
 
 t = user_table
 SELECT_ALL = select(t)
@@ -24,6 +25,15 @@ INSERT_RETURNING = insert(t).returning(t.c.id, sort_by_parameter_order=True)
 UPDATE_VISITS = (
     sql_update(t).where(t.c.id == bindparam("pk")).values(visits=bindparam("new_visits"))
 )
+SELECT_AUTHORS = select(author_table)
+SELECT_BOOKS_OF = (
+    select(book_table)
+    .where(book_table.c.author_id.in_(bindparam("ids", expanding=True)))
+    .order_by(book_table.c.id)
+)
+#: Parent keys per ``IN``: the chunk size of sessionkit's batched load (and of the ORM's
+#: selectinload), so all three send the same SQL.
+IN_CHUNK = 500
 
 
 class _Held:
@@ -146,3 +156,30 @@ def memory(engine: Engine) -> Trial:
         return conn.execute(SELECT_ALL).fetchall()
 
     return Trial(run, _rows, conn.close)
+
+
+def load_with_books(engine: Engine) -> Trial:
+    """S9: authors, then their books ``WHERE author_id IN (...)``, grouped into lists."""
+    held = _Held()
+
+    def run() -> tuple[Sequence[Any], dict[int, list[Any]], list[list[str]]]:
+        conn = held.open(engine)
+        authors = conn.execute(SELECT_AUTHORS).fetchall()
+        ids = [a.id for a in authors]
+        books: dict[int, list[Any]] = {i: [] for i in ids}
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            for b in conn.execute(SELECT_BOOKS_OF, {"ids": chunk}).fetchall():
+                books[b.author_id].append(b)
+        return authors, books, [[b.title for b in books[a.id]] for a in authors]
+
+    def observe(
+        result: tuple[Sequence[Any], dict[int, list[Any]], list[list[str]]],
+    ) -> list[LibraryRow]:
+        authors, books, titles = result
+        return [
+            (a.id, a.name, tuple((b.id, t) for b, t in zip(books[a.id], ts, strict=True)))
+            for a, ts in zip(authors, titles, strict=True)
+        ]
+
+    return Trial(run, observe, held.close)

@@ -19,7 +19,7 @@ import sessionkit
 
 from ..harness import CheckFailed, Trial
 from ..models import OrmUser, SkTypedUser, SkUser, row_of
-from ..schema import Row
+from ..schema import LibraryRow, Row
 
 #: How many objects the rollback check reloads from the database (the rest it inspects).
 RELOAD_SAMPLE = 50
@@ -50,6 +50,15 @@ def batch_refresh_unavailable(engine: Engine) -> str | None:
     except TypeError as err:
         return f"Session(batch_refresh=True) is not available: {err}"
     session.close()
+    return None
+
+
+def relationship_unavailable() -> str | None:
+    """None if ``from sessionkit import relationship`` works, else why not."""
+    try:
+        from sessionkit import relationship  # noqa: F401
+    except ImportError as err:
+        return f"sessionkit.relationship is not available: {err}"
     return None
 
 
@@ -205,3 +214,32 @@ def memory(api: SessionApi, engine: Engine) -> Trial:
             session.close()
 
     return Trial(run, lambda objs: [row_of(o) for o in objs], close)
+
+
+def load_with_books(api: SessionApi, author: Any, engine: Engine, *options: Any) -> Trial:
+    """S9: load every author in one query, then each author's ``books`` and every title.
+
+    ``options`` go on the query (``selectinload(Author.books)``); without them each
+    library loads ``books`` its default way.
+    """
+    session = api.session(engine)
+
+    def run() -> tuple[list[Any], list[list[str]]]:
+        stmt = select(author).options(*options) if options else select(author)
+        authors = session.execute(stmt).scalars().all()
+        return authors, [[b.title for b in a.books] for a in authors]
+
+    def observe(result: tuple[list[Any], list[list[str]]]) -> list[LibraryRow]:
+        authors, titles = result
+        out: list[LibraryRow] = []
+        for a, ts in zip(authors, titles, strict=True):
+            books = list(a.books)
+            if len(books) != len(ts):
+                raise CheckFailed(f"author {a.id}: {len(ts)} titles read, {len(books)} books")
+            for b in books:
+                if b.author is not a:
+                    raise CheckFailed(f"book {b.id}: .author is not the author it was loaded by")
+            out.append((a.id, a.name, tuple((b.id, t) for b, t in zip(books, ts, strict=True))))
+        return out
+
+    return Trial(run, observe, session.close)
