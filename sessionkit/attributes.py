@@ -104,8 +104,8 @@ def instance_setattr(self: Any, key: str, value: Any) -> None:
     if key not in mapper.attr_index:
         rel = mapper.relationships.get(key)
         if rel is not None:
-            rel.configure()
-            raise rel.write_error(self)
+            rel.set_value(self, value)
+            return
         mapper.has_extras = True
         mapper.base_setattr(self, key, value)
         return
@@ -154,8 +154,8 @@ def instance_delattr(self: Any, key: str) -> None:
     if key not in mapper.attr_index:
         rel = mapper.relationships.get(key)
         if rel is not None:
-            rel.configure()
-            raise rel.write_error(self)
+            rel.set_value(self, None)  # del book.author: None, as in the ORM
+            return
         object.__delattr__(self, key)
         return
     instance_setattr(self, key, None)

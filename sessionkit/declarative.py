@@ -257,7 +257,11 @@ def map_declarative(cls: type, metadata: MetaData, type_map: dict[Any, Any]) -> 
             table,
             attribute_names=attr_names,
             properties=rels,
-            annotations=typemap.own_annotations(cls) if rels else None,
+            annotations={
+                k: typemap.relationship_target(v)
+                for k, v in typemap.own_annotations(cls).items()
+                if k in rels
+            },
             **mapper_args,
         )
     except (ArgumentError, InvalidRequestError):

@@ -36,6 +36,7 @@ def expire_state(
     if keys is None:
         state.expired = mapper.all_attrs
         state.committed = None
+        state.rel_changes = None
         state.modified = False
         d = obj.__dict__
         if d.keys() <= mapper.dict_keys:
@@ -95,6 +96,7 @@ def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) ->
     fast = not mapper.has_extras
     dicts: list[dict[str, Any]] = []
     states: list[InstanceState] = []
+    others: list[InstanceState] = []
     for obj_ref in refs:
         obj = obj_ref()
         if obj is None:
@@ -114,12 +116,14 @@ def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) ->
             d[STATE_KEY] = state
             for k in attr_keys:
                 d.pop(k, None)
+            others.append(state)
     _clear_keeping_state(dicts, states)
     if mapper.relationships:
         # Expired together, loaded together: a relationship read now batches by the
         # expiry, not by the result the objects once came from.
-        for state in states:
+        for state in chain(states, others):
             state.group = None
+            state.rel_changes = None
 
 
 def _clear_keeping_state(dicts: list[dict[str, Any]], states: list[InstanceState]) -> None:

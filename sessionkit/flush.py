@@ -22,6 +22,7 @@ from .exc import ObjectDeletedError, StaleDataError, warn
 from .hooks import MAPPER
 from .loading import expired_key_error, expired_keys, reload
 from .rejected import Candidate, explain
+from .relsync import insert_levels, sync_foreign_keys
 from .state import NO_VALUE, STATE_KEY, InstanceState, get_state, state_str
 from .statements import (
     VERSION_PARAM,
@@ -155,11 +156,18 @@ class UnitOfWork:
             if self.inserts.get(mapper):
                 _check_expired_keys(self.inserts[mapper])
                 switches = self._resolve_conflicts(mapper)
+            if mapper.relationships:
+                sync_foreign_keys(mapper, updates)
             if mapper in self.updates or switches:
                 self._emit_updates(mapper, updates, switches)
             if self.inserts.get(mapper):
                 self._hold(announce and "after_insert" in MAPPER)
-                self._emit_inserts(mapper, self.inserts[mapper])
+                if mapper.relationships:
+                    for level in insert_levels(mapper, self.inserts[mapper]):
+                        sync_foreign_keys(mapper, level)
+                        self._emit_inserts(mapper, level)
+                else:
+                    self._emit_inserts(mapper, self.inserts[mapper])
             if announce:
                 self._announce(mapper, "after", updates, self.inserts.get(mapper, []))
                 self._release_held(all_=False)

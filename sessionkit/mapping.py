@@ -216,7 +216,7 @@ def map_imperatively(
     version_id_col: Column[Any] | None = None,
     version_id_generator: Callable[[Any], Any] | None = None,
     properties: dict[str, Any] | None = None,
-    annotations: dict[str, Any] | None = None,
+    annotations: dict[str, tuple[Any, bool] | None] | None = None,
 ) -> Mapper:
     """Map an existing plain class onto an existing Core ``Table``.
 

@@ -14,25 +14,33 @@ non-data descriptor).
 
 from __future__ import annotations
 
-import types
-import typing
 import weakref
-from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Column, ColumnElement, Table
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList
 
-from .exc import ArgumentError, DetachedInstanceError, InvalidRequestError
-from .state import MAPPER_ATTR, STATE_KEY, Loaded, state_str
+from .exc import ArgumentError, DetachedInstanceError, InvalidRequestError, warn
+from .joins import (
+    MANY_TO_ONE,
+    ONE_TO_MANY,
+    base_column,
+    configure_foreign_keys,
+    configure_primaryjoin,
+    configure_secondary,
+)
+from .state import (
+    MAPPER_ATTR,
+    NO_VALUE,
+    STATE_KEY,
+    InstanceState,
+    Loaded,
+    materialize,
+    state_str,
+)
 
 if TYPE_CHECKING:
     from .mapping import Mapper
 
-MANY_TO_ONE: Final = "many-to-one"
-ONE_TO_MANY: Final = "one-to-many"
-MANY_TO_MANY: Final = "many-to-many"
 
 # sessionkit's default: a read loads the attribute for every object of the same result or
 # expiry still lacking it, in one SELECT per batch.
@@ -50,7 +58,7 @@ _REFUSED_LAZY = {
     "noload": "'noload' is legacy in the ORM; use lazy='raise' to forbid loading",
     False: "lazy=False means joined eager loading, which is not available yet; use lazy='selectin'",
 }
-# Arguments of the ORM's relationship() that this slice does not implement; each refused
+# Arguments of the ORM's relationship() that sessionkit does not implement; each refused
 # by name so that nothing is silently ignored.
 _REFUSED_ARGS = frozenset(
     {
@@ -99,6 +107,34 @@ _classes_by_name: dict[str, weakref.WeakSet[type]] = {}
 
 def register_class(cls: type) -> None:
     _classes_by_name.setdefault(cls.__name__, weakref.WeakSet()).add(cls)
+
+
+class RelationshipList(list[Any]):
+    """A loaded collection. Writes through relationships are not flushed yet, so this
+    list refuses changes instead of letting them be silently lost. Each relationship has
+    its own subclass (``list_class``), so that building one is list's own C constructor."""
+
+    __slots__ = ()
+    # In a tuple: a Relationship is a descriptor, and would run as one on the list.
+    owner: tuple[Relationship]
+
+    def _refuse(self, *args: Any, **kw: Any) -> Any:
+        raise self.owner[0].write_error(self)
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+    def __reduce__(self) -> Any:
+        return (list, (list(self),))
+
+
+def list_class(rel: Relationship) -> type[RelationshipList]:
+    cls = rel.__dict__.get("list_class")
+    if cls is None:
+        cls = rel.__dict__["list_class"] = type(
+            "RelationshipList", (RelationshipList,), {"__slots__": (), "owner": (rel,)}
+        )
+    return cls
 
 
 class Relationship:
@@ -162,6 +198,9 @@ class Relationship:
         self.lazy: str = lazy
         self.viewonly = viewonly
         self.cascade = cascade
+        if "all" in parts:
+            parts |= {"save-update", "merge", "refresh-expire", "expunge", "delete"}
+        self.cascades: frozenset[str] = frozenset() if "none" in parts else frozenset(parts)
         self.passive_deletes = passive_deletes
         self.key = ""
         self.parent: Mapper | None = None
@@ -263,6 +302,106 @@ class Relationship:
             f"{fix}, then session.expire(obj, [{self.key!r}]) or query again."
         )
 
+    def set_value(self, obj: Any, value: Any) -> None:
+        """``book.author = ann``: kept on the object; the foreign key follows at the next
+        flush (flush.py), the other side's loaded collection at once, and ``ann`` joins
+        the book's session (cascade save-update)."""
+        if not self.configured:
+            self.configure()
+        if self.direction != MANY_TO_ONE or self.uselist or self.viewonly:
+            raise self.write_error(obj)
+        if value is not None and not isinstance(value, self.target.class_):
+            raise InvalidRequestError(
+                f"Cannot assign {value!r} to {self.name} of {state_str(obj)}: it takes a "
+                f"{self.target.class_.__name__} (or None), got a {type(value).__name__}."
+            )
+        d = obj.__dict__
+        state = d.get(STATE_KEY)
+        if state is None:
+            assert self.parent is not None
+            state = d[STATE_KEY] = InstanceState(self.parent)
+            state.modified = not d.keys().isdisjoint(self.parent.attr_index)
+        elif state.__class__ is Loaded:
+            state = materialize(obj, state)
+        old = d.get(self.key, NO_VALUE)
+        if old is value:
+            return
+        back = self.back_relationship()
+        if back is not None:
+            if old is NO_VALUE:
+                old = self._in_identity_map(obj, state)  # never read: found by its key
+            if old is not None and old is not NO_VALUE:
+                _unlink(old.__dict__, back, obj)
+        d[self.key] = value
+        changes = state.rel_changes
+        if changes is None:
+            state.rel_changes = {self.key}
+        else:
+            changes.add(self.key)
+        if back is not None and value is not None:
+            _link(value, back, obj)
+        session = None if state.session_ref is None else state.session_ref()
+        if state.key is not None and not state.modified:
+            state.modified = True
+            if session is not None:
+                session._on_modified(obj, state)
+        if session is not None and value is not None and "save-update" in self.cascades:
+            session.add(value)
+
+    def _in_identity_map(self, obj: Any, state: Any) -> Any:
+        """The object the foreign key refers to, if the session holds it (no SQL)."""
+        session = None if state.session_ref is None else state.session_ref()
+        target = self.target
+        if session is None or {r for _, r in self.pairs} != set(target.pk_columns):
+            return NO_VALUE
+        d = obj.__dict__
+        assert self.parent is not None
+        by_remote = {r: d.get(self.parent.attr_for_column[c]) for c, r in self.pairs}
+        values = tuple(by_remote[c] for c in target.pk_columns)
+        if None in values:
+            return NO_VALUE
+        ref = (session.identity_map.by_mapper.get(target) or {}).get(
+            values[0] if target.single_pk else values
+        )
+        found = None if ref is None else ref()
+        return NO_VALUE if found is None else found
+
+    def remote_values(self, target: Any, obj: Any) -> list[Any] | None:
+        """The foreign-key values ``target`` gives (all None for None); None, with the
+        ORM's warning, when it has no key because it is not being flushed."""
+        if target is None:
+            return [None] * len(self.pairs)
+        td = target.__dict__
+        tmapper = self.target
+        tstate = td.get(STATE_KEY)
+        key = None if tstate is None else getattr(tstate, "key", None)
+        if key is None and tstate is not None and tstate.__class__ is Loaded:
+            key = tmapper.key_from_dict(td)
+        pk = dict(zip(tmapper.pk_columns, (key,) if tmapper.single_pk else key or (), strict=False))
+        values = []
+        for _, remote in self.pairs:
+            attr = tmapper.attr_for_column[remote]
+            value = td.get(attr, pk.get(remote))
+            if value is None and remote not in pk and attr not in td and key is not None:
+                value = getattr(target, attr)  # an expired non-key column: load it
+            values.append(value)
+        if None in values and (tstate is None or key is None):
+            warn(
+                f"Object of type <{tmapper.class_.__name__}> not in session, add operation "
+                f"along '{self.name}' will not proceed (it has no key yet: add it to the "
+                f"session, or give it its key, before the flush)"
+            )
+            return None
+        return values
+
+    def back_relationship(self) -> Relationship | None:
+        if self.back_populates is None:
+            return None
+        back = self.target.relationships.get(self.back_populates)
+        if back is not None and not back.configured:
+            back.configure()
+        return back
+
     def parent_class_name(self) -> str:
         return "?" if self.parent is None else self.parent.class_.__name__
 
@@ -299,11 +438,11 @@ class Relationship:
         foreign = self._column_set(self.foreign_keys_arg, "foreign_keys")
         remote = self._column_set(self.remote_side_arg, "remote_side")
         if secondary is not None:
-            self._configure_secondary(secondary, foreign)
+            configure_secondary(self, secondary, foreign)
         elif self.primaryjoin_arg is not None:
-            self._configure_primaryjoin(foreign, remote)
+            configure_primaryjoin(self, foreign, remote)
         else:
-            self._configure_foreign_keys(foreign, remote)
+            configure_foreign_keys(self, foreign, remote)
         uselist = self.uselist_arg
         if uselist is None:
             uselist = self.direction != MANY_TO_ONE
@@ -361,126 +500,13 @@ class Relationship:
         out: set[Column[Any]] = set()
         for item in items:
             item = self._resolve(item, what)
-            column = _base_column(item)
+            column = base_column(item)
             if column is None:
                 raise ArgumentError(
                     f"relationship {self.name}: {what} must name columns, got {item!r}."
                 )
             out.add(column)
         return out
-
-    def _configure_foreign_keys(self, foreign: set[Column[Any]], remote: set[Column[Any]]) -> None:
-        assert self.parent is not None
-        local_t, target_t = self.parent.table, self.target.table
-
-        def fks(table: Table, referred: Table) -> list[tuple[Column[Any], Column[Any]]]:
-            out = []
-            for fk in table.foreign_keys:
-                if fk.column.table is referred and (not foreign or fk.parent in foreign):
-                    out.append((fk.parent, fk.column))
-            return out
-
-        to_target = fks(local_t, target_t)  # local FK -> target (many-to-one)
-        to_local = fks(target_t, local_t) if target_t is not local_t else to_target
-        if target_t is local_t:
-            # Self-referential: remote_side names the "one" side's columns for a
-            # many-to-one (Node.parent, remote_side=Node.id); otherwise one-to-many.
-            if not to_target:
-                raise self._no_join()
-            if remote and all(ref in remote for _, ref in to_target):
-                self.direction = MANY_TO_ONE
-                self.pairs = [(fkc, ref) for fkc, ref in to_target]
-            else:
-                self.direction = ONE_TO_MANY
-                self.pairs = [(ref, fkc) for fkc, ref in to_target]
-            return
-        if to_target and to_local:
-            raise ArgumentError(
-                f"relationship {self.name}: tables {local_t.name!r} and {target_t.name!r} have "
-                f"foreign keys to each other; name the ones this relationship uses with "
-                f"foreign_keys=[...]."
-            )
-        if to_target:
-            self.direction = MANY_TO_ONE
-            self.pairs = _single_path(self.name, to_target)
-        elif to_local:
-            self.direction = ONE_TO_MANY
-            self.pairs = [(ref, fkc) for fkc, ref in _single_path(self.name, to_local)]
-        else:
-            raise self._no_join()
-
-    def _no_join(self) -> ArgumentError:
-        assert self.parent is not None
-        return ArgumentError(
-            f"Could not determine join condition between parent/child tables on "
-            f"relationship {self.name} - there are no foreign keys linking these tables "
-            f"({self.parent.table.name!r}, {self.target.table.name!r}). Add a ForeignKey to "
-            f"one of them, or pass primaryjoin= (with foreign_keys=)."
-        )
-
-    def _configure_primaryjoin(self, foreign: set[Column[Any]], remote: set[Column[Any]]) -> None:
-        assert self.parent is not None
-        expr = self._resolve(self.primaryjoin_arg, "primaryjoin")
-        raw = _equalities(expr, self.name)
-        local_t, target_t = self.parent.table, self.target.table
-        if not foreign:
-            foreign = {c for a, b in raw for c in (a, b) if c.foreign_keys}
-        pairs_m2o, pairs_o2m = [], []
-        for a, b in raw:
-            if local_t is target_t:
-                # Self-referential: remote_side says which column is the target's.
-                side = remote or foreign  # without remote_side: one-to-many
-                x, y = (a, b) if b in side else (b, a)
-            elif a.table is local_t and b.table is target_t:
-                x, y = a, b
-            elif b.table is local_t and a.table is target_t:
-                x, y = b, a
-            else:
-                raise ArgumentError(
-                    f"relationship {self.name}: primaryjoin compares {a} and {b}, which are "
-                    f"not columns of {local_t.name!r} and {target_t.name!r}."
-                )
-            if x in foreign and y not in foreign:
-                pairs_m2o.append((x, y))
-            elif y in foreign and x not in foreign:
-                pairs_o2m.append((x, y))
-        if pairs_m2o and not pairs_o2m:
-            self.direction, self.pairs = MANY_TO_ONE, pairs_m2o
-        elif pairs_o2m and not pairs_m2o:
-            self.direction, self.pairs = ONE_TO_MANY, pairs_o2m
-        else:
-            raise ArgumentError(
-                f"relationship {self.name}: cannot tell which side of primaryjoin "
-                f"{expr} holds the foreign key; pass foreign_keys=[...] (and remote_side= "
-                f"for a self-referential relationship)."
-            )
-
-    def _configure_secondary(self, secondary: Table, foreign: set[Column[Any]]) -> None:
-        assert self.parent is not None
-        local_t, target_t = self.parent.table, self.target.table
-        to_local = [
-            (fk.column, fk.parent)
-            for fk in secondary.foreign_keys
-            if fk.column.table is local_t and (not foreign or fk.parent in foreign)
-        ]
-        to_target = [
-            (fk.parent, fk.column)
-            for fk in secondary.foreign_keys
-            if fk.column.table is target_t and (not foreign or fk.parent in foreign)
-        ]
-        if local_t is target_t:
-            raise ArgumentError(
-                f"relationship {self.name}: a self-referential many-to-many needs "
-                f"primaryjoin/secondaryjoin, which sessionkit does not map yet."
-            )
-        if not to_local or not to_target:
-            raise ArgumentError(
-                f"relationship {self.name}: the secondary table {secondary.name!r} needs "
-                f"foreign keys to both {local_t.name!r} and {target_t.name!r}."
-            )
-        self.direction = MANY_TO_MANY
-        self.pairs = to_local
-        self.secondary_pairs = to_target
 
     def _order_by(self) -> list[ColumnElement[Any]]:
         value = self._resolve(self.order_by_arg, "order_by")
@@ -502,98 +528,33 @@ class Relationship:
         return f"<relationship {self.name}>"
 
 
-def _base_column(item: Any) -> Column[Any] | None:
-    if isinstance(item, Column):
-        return item
-    column = getattr(item, "column", None)  # a mapped_column() named in the class body
-    if isinstance(column, Column):
-        return column
-    inner = getattr(item, "__clause_element__", None)
-    if inner is not None:
-        return _base_column(inner())
-    return None
+def _unlink(d: dict[str, Any], back: Relationship, obj: Any) -> None:
+    """``obj`` leaves the other side's loaded collection (or one-to-one value)."""
+    current = d.get(back.key)
+    if isinstance(current, list):
+        for i, x in enumerate(current):
+            if x is obj:
+                list.__delitem__(current, i)
+                break
+    elif current is obj:
+        d[back.key] = None
 
 
-def _single_path(
-    name: str, pairs: list[tuple[Column[Any], Column[Any]]]
-) -> list[tuple[Column[Any], Column[Any]]]:
-    """One foreign key constraint's columns, or the error the ORM gives for two paths."""
-    constraints = {next(iter(fkc.foreign_keys)).constraint for fkc, _ in pairs}
-    if len(constraints) > 1:
-        cols = ", ".join(f"{c.table.name}.{c.name}" for c, _ in pairs)
-        raise ArgumentError(
-            f"Could not determine join condition between parent/child tables on "
-            f"relationship {name} - there are multiple foreign key paths linking the tables "
-            f"({cols}). Specify the 'foreign_keys' argument, providing a list of those "
-            f"columns which should be counted as containing a foreign key reference to the "
-            f"parent table."
-        )
-    return pairs
-
-
-def _equalities(expr: Any, name: str) -> list[tuple[Column[Any], Column[Any]]]:
-    """``a == b AND c == d`` as column pairs; anything else is refused."""
-    if isinstance(expr, BooleanClauseList) and expr.operator is operators.and_:
-        return [p for clause in expr.clauses for p in _equalities(clause, name)]
-    if isinstance(expr, BinaryExpression) and expr.operator is operators.eq:
-        left, right = _base_column(expr.left), _base_column(expr.right)
-        if left is not None and right is not None:
-            return [(left, right)]
-    raise ArgumentError(
-        f"relationship {name}: primaryjoin {expr} is not supported; sessionkit maps joins "
-        f"made of column == column comparisons joined by and_()."
-    )
-
-
-_COLLECTIONS = frozenset({"list", "List", "typing.List", "set", "Set", "typing.Set"})
-
-
-def _strip(text: str) -> str:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return _strip(text[1:-1])
-    return text
-
-
-def target_from_annotation(annotation: Any) -> tuple[Any, bool] | None:
-    """``Mapped[list["Book"]]`` -> ("Book", True); ``Mapped["Author | None"]`` ->
-    ("Author", False); None if the annotation names no class."""
-    if annotation is None:
-        return None
-    if not isinstance(annotation, str):
-        args = typing.get_args(annotation)
-        if not args:
-            return None
-        inner: Any = args[0]
-        collection = typing.get_origin(inner) in (list, set)
-        if collection:
-            inner = typing.get_args(inner)[0]
-        if typing.get_origin(inner) in (typing.Union, types.UnionType):
-            rest = [a for a in typing.get_args(inner) if a is not type(None)]
-            inner = rest[0] if len(rest) == 1 else None
-        if isinstance(inner, typing.ForwardRef):
-            inner = inner.__forward_arg__
-        if isinstance(inner, str):
-            return _from_text(inner, collection)
-        return (inner, collection) if isinstance(inner, type) else None
-    head, _, inner_text = _strip(annotation).partition("[")
-    if not inner_text.endswith("]") or head.split(".")[-1] != "Mapped":
-        return None
-    return _from_text(inner_text[:-1], False)
-
-
-def _from_text(text: str, collection: bool) -> tuple[Any, bool] | None:
-    text = _strip(text)
-    head, _, rest = text.partition("[")
-    if rest.endswith("]") and head in _COLLECTIONS:
-        collection, text = True, _strip(rest[:-1])
-    elif rest.endswith("]") and head in ("Optional", "typing.Optional"):
-        text = _strip(rest[:-1])
-    parts = [_strip(p) for p in text.split("|")]
-    parts = [p for p in parts if p not in ("None", "NoneType")]
-    if len(parts) != 1 or not parts[0]:
-        return None
-    return parts[0], collection
+def _link(target: Any, back: Relationship, obj: Any) -> None:
+    """``obj`` joins ``target``'s collection (or one-to-one value) when it is loaded, or
+    when ``target`` has no row yet (there is nothing to load: it starts empty)."""
+    d = target.__dict__
+    if back.key not in d:
+        st = d.get(STATE_KEY)
+        if st is not None and (st.__class__ is Loaded or st.key is not None):
+            return  # loaded from the database when read, after the autoflush
+        d[back.key] = list_class(back)() if back.uselist else None
+    current = d[back.key]
+    if isinstance(current, list):
+        if not any(x is obj for x in current):
+            list.append(current, obj)
+    else:
+        d[back.key] = obj
 
 
 def relationship(argument: Any = None, secondary: Any = None, **kw: Any) -> Any:
@@ -602,12 +563,15 @@ def relationship(argument: Any = None, secondary: Any = None, **kw: Any) -> Any:
 
 
 def install(
-    mapper: Mapper, rels: dict[str, Relationship], annotations: dict[str, Any] | None = None
+    mapper: Mapper,
+    rels: dict[str, Relationship],
+    annotations: dict[str, tuple[Any, bool] | None] | None = None,
 ) -> None:
     """Put relationships on a mapped class (its descriptors and its mapper's table);
-    ``annotations`` give the target and collection-ness where the call does not."""
+    ``annotations`` give (target, is a collection) where the call does not
+    (typemap.relationship_target reads them)."""
     for key, rel in rels.items():
-        found = target_from_annotation((annotations or {}).get(key))
+        found = (annotations or {}).get(key)
         if found is not None:
             if rel.argument is None:
                 rel.argument = found[0]
@@ -627,10 +591,3 @@ def install(
         rel.set_parent(mapper, key)
         type.__setattr__(mapper.class_, key, rel)
     mapper.add_relationships(rels)
-
-
-def iter_relationships(values: Iterable[tuple[str, Any]]) -> dict[str, Relationship]:
-    return {k: v for k, v in values if isinstance(v, Relationship)}
-
-
-Lookup = Callable[[Sequence[Any]], Any]

@@ -20,9 +20,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.base import ExecutableOption
 
 from .exc import ArgumentError
+from .joins import MANY_TO_MANY, MANY_TO_ONE
 from .loader import load_rows
 from .loading import fetch_plain, select_by_pks
-from .relationships import MANY_TO_MANY, MANY_TO_ONE, Relationship
+from .relationships import Relationship, list_class
 from .state import STATE_KEY, InstanceState, Loaded, Tree, get_state
 
 if TYPE_CHECKING:
@@ -34,34 +35,6 @@ if TYPE_CHECKING:
 Pair = tuple[Any, InstanceState]
 # Keys per SELECT ... IN (...), as batched refresh chunks them.
 CHUNK = 500
-
-
-class RelationshipList(list[Any]):
-    """A loaded collection. Writes through relationships are not flushed yet, so this
-    list refuses changes instead of letting them be silently lost. Each relationship has
-    its own subclass (``list_class``), so that building one is list's own C constructor."""
-
-    __slots__ = ()
-    # In a tuple: a Relationship is a descriptor, and would run as one on the list.
-    owner: tuple[Relationship]
-
-    def _refuse(self, *args: Any, **kw: Any) -> Any:
-        raise self.owner[0].write_error(self)
-
-    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
-
-    def __reduce__(self) -> Any:
-        return (list, (list(self),))
-
-
-def list_class(rel: Relationship) -> type[RelationshipList]:
-    cls = rel.__dict__.get("list_class")
-    if cls is None:
-        cls = rel.__dict__["list_class"] = type(
-            "RelationshipList", (RelationshipList,), {"__slots__": (), "owner": (rel,)}
-        )
-    return cls
 
 
 # -- loader options -----------------------------------------------------------------------

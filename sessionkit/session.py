@@ -37,6 +37,7 @@ from .loading import (
 )
 from .mapping import mapper_of, state_of
 from .reading import SessionReads
+from .relsync import cascade_targets
 from .state import MAPPER_ATTR, NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, state_str
 from .tracking import Tracker
 from .transaction import SessionTransaction, SessionTransactionOrigin
@@ -323,6 +324,8 @@ class Session(SessionReads, EventTarget):
                 state.modified = not d.keys().isdisjoint(mapper.attr_index)
                 d[STATE_KEY] = state
                 tracker.new[state] = instance
+                if mapper.relationships:
+                    self.add_all(cascade_targets(instance, mapper, self._ref))
                 return
         state = state_of(instance)
         self._attached_elsewhere(instance, state)
@@ -336,11 +339,12 @@ class Session(SessionReads, EventTarget):
             if state.session_ref is None:
                 state.session_ref = self._ref
                 tracker.new[state] = instance
-            return
-        if state.session_ref is self._ref:
+        elif state.session_ref is self._ref:
             tracker.deleted.pop(state, None)
-            return
-        tracker.attach_persistent(instance, state)
+        else:
+            tracker.attach_persistent(instance, state)
+        if state.mapper.relationships:
+            self.add_all(cascade_targets(instance, state.mapper, self._ref))
 
     def add_all(self, instances: Iterable[object]) -> None:
         for obj in instances:

@@ -79,6 +79,7 @@ class InstanceState:
         "key",
         "mapper",
         "modified",
+        "rel_changes",
         "session_ref",
         "was_deleted",
     )
@@ -94,12 +95,16 @@ class InstanceState:
     was_deleted: bool
     # The objects loaded with this one, for relationship loading (relloading.LoadGroup).
     group: Any
+    # Many-to-one relationships assigned since the last flush: their foreign keys are
+    # set from the related objects when the flush reaches this object's table.
+    rel_changes: set[str] | None
 
     def __init__(
         self, mapper: Mapper, key: Any = None, session_ref: weakref.ref[Any] | None = None
     ) -> None:
         self.mapper = mapper
         self.group = None
+        self.rel_changes = None
         self.key = key
         self.session_ref = session_ref
         self.committed = None
@@ -122,6 +127,7 @@ class InstanceState:
 
     def clear_history(self) -> None:
         self.committed = None
+        self.rel_changes = None
         self.modified = False
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -11,6 +11,8 @@ the namespace of the module that declared the class.
 from __future__ import annotations
 
 import sys
+import types
+import typing
 from typing import Any
 
 from sqlalchemy.sql import sqltypes
@@ -141,3 +143,56 @@ def own_annotations(owner: type) -> dict[str, Any]:
     import inspect
 
     return dict(inspect.get_annotations(owner))
+
+
+# -- relationship() annotations ---------------------------------------------------------
+
+_COLLECTIONS = frozenset({"list", "List", "typing.List", "set", "Set", "typing.Set"})
+
+
+def _strip(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return _strip(text[1:-1])
+    return text
+
+
+def relationship_target(annotation: Any) -> tuple[Any, bool] | None:
+    """``Mapped[list["Book"]]`` -> ("Book", True); ``Mapped["Author | None"]`` ->
+    ("Author", False); None if the annotation names no class."""
+    if annotation is None:
+        return None
+    if not isinstance(annotation, str):
+        args = typing.get_args(annotation)
+        if not args:
+            return None
+        inner: Any = args[0]
+        collection = typing.get_origin(inner) in (list, set)
+        if collection:
+            inner = typing.get_args(inner)[0]
+        if typing.get_origin(inner) in (typing.Union, types.UnionType):
+            rest = [a for a in typing.get_args(inner) if a is not type(None)]
+            inner = rest[0] if len(rest) == 1 else None
+        if isinstance(inner, typing.ForwardRef):
+            inner = inner.__forward_arg__
+        if isinstance(inner, str):
+            return _from_text(inner, collection)
+        return (inner, collection) if isinstance(inner, type) else None
+    head, _, inner_text = _strip(annotation).partition("[")
+    if not inner_text.endswith("]") or head.split(".")[-1] != "Mapped":
+        return None
+    return _from_text(inner_text[:-1], False)
+
+
+def _from_text(text: str, collection: bool) -> tuple[Any, bool] | None:
+    text = _strip(text)
+    head, _, rest = text.partition("[")
+    if rest.endswith("]") and head in _COLLECTIONS:
+        collection, text = True, _strip(rest[:-1])
+    elif rest.endswith("]") and head in ("Optional", "typing.Optional"):
+        text = _strip(rest[:-1])
+    parts = [_strip(p) for p in text.split("|")]
+    parts = [p for p in parts if p not in ("None", "NoneType")]
+    if len(parts) != 1 or not parts[0]:
+        return None
+    return parts[0], collection
