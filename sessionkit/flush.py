@@ -156,13 +156,14 @@ class UnitOfWork:
             if self.inserts.get(mapper):
                 _check_expired_keys(self.inserts[mapper])
                 switches = self._resolve_conflicts(mapper)
-            if mapper.relationships:
+            related = mapper.relationships or mapper.synced_by_parents
+            if related:
                 sync_foreign_keys(mapper, updates)
             if mapper in self.updates or switches:
                 self._emit_updates(mapper, updates, switches)
             if self.inserts.get(mapper):
                 self._hold(announce and "after_insert" in MAPPER)
-                if mapper.relationships:
+                if related:
                     for level in insert_levels(mapper, self.inserts[mapper]):
                         sync_foreign_keys(mapper, level)
                         self._emit_inserts(mapper, level)

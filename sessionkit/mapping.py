@@ -94,6 +94,8 @@ class Mapper(EventTarget):
         # relationship() attributes by name; what expiry forgets (columns, then them).
         self.relationships: dict[str, Relationship] = {}
         self.expire_keys: tuple[str, ...] = self.attr_keys
+        # Some one-to-many relationship points here: a flush sets foreign keys from it.
+        self.synced_by_parents = False
         self.compare: dict[str, Callable[[Any, Any], bool]] = {
             k: c.type.compare_values for k, c in zip(self.attr_keys, self.columns, strict=True)
         }

@@ -23,7 +23,7 @@ from .loader import load_rows
 from .loading import apply_loaded, execute, fetch_by_pk, for_update_arg
 from .mapping import Mapper, mapper_of_class
 from .query import Query
-from .relloading import load_lazy, prepare
+from .relloading import from_identity_map, load_lazy, prepare
 from .state import STATE_KEY
 
 if TYPE_CHECKING:
@@ -192,6 +192,8 @@ class SessionReads:
         (with the others of its result or expiry, unless its strategy says otherwise).
         Autoflushes first, as every load does."""
         self._autobegin()._check_active()
+        if from_identity_map(self.identity_map, obj, rel):
+            return  # a many-to-one the session holds: no autoflush, no SQL, as the ORM
         self._autoflush()
         d = obj.__dict__
         state = d.get(STATE_KEY)

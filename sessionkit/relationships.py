@@ -21,6 +21,7 @@ from sqlalchemy import Column, ColumnElement, Table
 
 from .exc import ArgumentError, DetachedInstanceError, InvalidRequestError, warn
 from .joins import (
+    MANY_TO_MANY,
     MANY_TO_ONE,
     ONE_TO_MANY,
     base_column,
@@ -28,6 +29,7 @@ from .joins import (
     configure_primaryjoin,
     configure_secondary,
 )
+from .relcoll import new_list
 from .state import (
     MAPPER_ATTR,
     NO_VALUE,
@@ -107,34 +109,6 @@ _classes_by_name: dict[str, weakref.WeakSet[type]] = {}
 
 def register_class(cls: type) -> None:
     _classes_by_name.setdefault(cls.__name__, weakref.WeakSet()).add(cls)
-
-
-class RelationshipList(list[Any]):
-    """A loaded collection. Writes through relationships are not flushed yet, so this
-    list refuses changes instead of letting them be silently lost. Each relationship has
-    its own subclass (``list_class``), so that building one is list's own C constructor."""
-
-    __slots__ = ()
-    # In a tuple: a Relationship is a descriptor, and would run as one on the list.
-    owner: tuple[Relationship]
-
-    def _refuse(self, *args: Any, **kw: Any) -> Any:
-        raise self.owner[0].write_error(self)
-
-    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
-
-    def __reduce__(self) -> Any:
-        return (list, (list(self),))
-
-
-def list_class(rel: Relationship) -> type[RelationshipList]:
-    cls = rel.__dict__.get("list_class")
-    if cls is None:
-        cls = rel.__dict__["list_class"] = type(
-            "RelationshipList", (RelationshipList,), {"__slots__": (), "owner": (rel,)}
-        )
-    return cls
 
 
 class Relationship:
@@ -248,7 +222,7 @@ class Relationship:
             # Transient or pending: nothing to load; an empty collection is kept, as the
             # ORM keeps one.
             if self.uselist:
-                value: list[Any] = []
+                value = new_list(self, obj)
                 d[self.key] = value
                 return value
             return None
@@ -302,13 +276,19 @@ class Relationship:
             f"{fix}, then session.expire(obj, [{self.key!r}]) or query again."
         )
 
-    def set_value(self, obj: Any, value: Any) -> None:
+    def set_value(self, obj: Any, value: Any, cascade: bool = True) -> None:
         """``book.author = ann``: kept on the object; the foreign key follows at the next
         flush (flush.py), the other side's loaded collection at once, and ``ann`` joins
-        the book's session (cascade save-update)."""
+        the book's session (cascade save-update). ``author.books = [...]`` replaces the
+        collection: what left it and what joined it are handled as by the list."""
         if not self.configured:
             self.configure()
-        if self.direction != MANY_TO_ONE or self.uselist or self.viewonly:
+        if self.viewonly or self.direction == MANY_TO_MANY:
+            raise self.write_error(obj)
+        if self.direction == ONE_TO_MANY:
+            self._replace(obj, value)
+            return
+        if self.uselist:
             raise self.write_error(obj)
         if value is not None and not isinstance(value, self.target.class_):
             raise InvalidRequestError(
@@ -316,13 +296,8 @@ class Relationship:
                 f"{self.target.class_.__name__} (or None), got a {type(value).__name__}."
             )
         d = obj.__dict__
-        state = d.get(STATE_KEY)
-        if state is None:
-            assert self.parent is not None
-            state = d[STATE_KEY] = InstanceState(self.parent)
-            state.modified = not d.keys().isdisjoint(self.parent.attr_index)
-        elif state.__class__ is Loaded:
-            state = materialize(obj, state)
+        assert self.parent is not None
+        state = child_state(obj, self.parent)
         old = d.get(self.key, NO_VALUE)
         if old is value:
             return
@@ -333,20 +308,77 @@ class Relationship:
             if old is not None and old is not NO_VALUE:
                 _unlink(old.__dict__, back, obj)
         d[self.key] = value
-        changes = state.rel_changes
-        if changes is None:
-            state.rel_changes = {self.key}
-        else:
-            changes.add(self.key)
+        session = changed(obj, state, self.key, True)
         if back is not None and value is not None:
             _link(value, back, obj)
-        session = None if state.session_ref is None else state.session_ref()
-        if state.key is not None and not state.modified:
-            state.modified = True
-            if session is not None:
-                session._on_modified(obj, state)
-        if session is not None and value is not None and "save-update" in self.cascades:
+        if cascade and session is not None and value is not None and "save-update" in self.cascades:
             session.add(value)
+
+    def check_members(self, coll: Any, items: list[Any]) -> None:
+        if not self.configured:
+            self.configure()
+        if self.viewonly or self.direction == MANY_TO_MANY:
+            raise self.write_error(coll)
+        cls = self.target.class_
+        for item in items:
+            if not isinstance(item, cls):
+                raise InvalidRequestError(
+                    f"Cannot add {item!r} to {self.name}: it holds {cls.__name__} objects, "
+                    f"got a {type(item).__name__}."
+                )
+
+    def _replace(self, obj: Any, value: Any) -> None:
+        """``author.books = [...]`` (or a one-to-one's ``author.profile = p``)."""
+        if value is None:
+            items = []  # del author.books: emptied, as in the ORM
+        else:
+            items = list(value) if self.uselist else [value]
+        self.check_members(None, items)
+        d = obj.__dict__
+        state = d.get(STATE_KEY)
+        attached = state is not None and (state.__class__ is Loaded or state.key is not None)
+        old = getattr(obj, self.key) if attached or self.key in d else None
+        old_items = list(old) if isinstance(old, list) else ([] if old is None else [old])
+        d[self.key] = new_list(self, obj, items) if self.uselist else value
+        self.collection_changed(
+            obj,
+            items,
+            [x for x in items if not any(x is o for o in old_items)],
+            [o for o in old_items if not any(o is x for x in items)],
+        )
+
+    def collection_changed(
+        self, owner: Any, members: Any, added: list[Any], removed: list[Any]
+    ) -> None:
+        """Objects joined or left ``owner``'s collection: the other side follows, the
+        flush will write their foreign keys, added ones join the owner's session, and
+        with delete-orphan the flush deletes those left without a parent."""
+        back = self.back_relationship()
+        assert self.parent is not None
+        ostate = child_state(owner, self.parent)
+        session = None if ostate.session_ref is None else ostate.session_ref()
+        if ostate.key is not None and not ostate.modified:
+            ostate.modified = True  # dirty, as the ORM reports it; its own UPDATE is empty
+            if session is not None:
+                session._on_modified(owner, ostate)
+        for item in removed:
+            if any(item is m for m in members):
+                continue
+            d = item.__dict__
+            if back is not None and back.direction == MANY_TO_ONE:
+                if d.get(back.key, owner) is owner:
+                    back.set_value(item, None, cascade=False)
+            else:
+                changed(item, child_state(item, self.target), self, None)
+            if "delete-orphan" in self.cascades and session is not None:
+                session._tracker.orphans.append((item, self))
+        for item in added:
+            if back is not None and back.direction == MANY_TO_ONE:
+                back.set_value(item, owner, cascade=False)
+            else:
+                changed(item, child_state(item, self.target), self, owner)
+            if session is not None and "save-update" in self.cascades:
+                session.add(item)
 
     def _in_identity_map(self, obj: Any, state: Any) -> Any:
         """The object the foreign key refers to, if the session holds it (no SQL)."""
@@ -366,33 +398,14 @@ class Relationship:
         found = None if ref is None else ref()
         return NO_VALUE if found is None else found
 
-    def remote_values(self, target: Any, obj: Any) -> list[Any] | None:
-        """The foreign-key values ``target`` gives (all None for None); None, with the
-        ORM's warning, when it has no key because it is not being flushed."""
-        if target is None:
-            return [None] * len(self.pairs)
-        td = target.__dict__
-        tmapper = self.target
-        tstate = td.get(STATE_KEY)
-        key = None if tstate is None else getattr(tstate, "key", None)
-        if key is None and tstate is not None and tstate.__class__ is Loaded:
-            key = tmapper.key_from_dict(td)
-        pk = dict(zip(tmapper.pk_columns, (key,) if tmapper.single_pk else key or (), strict=False))
-        values = []
-        for _, remote in self.pairs:
-            attr = tmapper.attr_for_column[remote]
-            value = td.get(attr, pk.get(remote))
-            if value is None and remote not in pk and attr not in td and key is not None:
-                value = getattr(target, attr)  # an expired non-key column: load it
-            values.append(value)
-        if None in values and (tstate is None or key is None):
-            warn(
-                f"Object of type <{tmapper.class_.__name__}> not in session, add operation "
-                f"along '{self.name}' will not proceed (it has no key yet: add it to the "
-                f"session, or give it its key, before the flush)"
-            )
-            return None
-        return values
+    def remote_values(self, target: Any) -> list[Any] | None:
+        """The foreign-key values a many-to-one's ``target`` gives (see key_values)."""
+        return key_values(target, self.target, [r for _, r in self.pairs], self.name)
+
+    def local_values(self, parent: Any) -> list[Any] | None:
+        """The foreign-key values a one-to-many's ``parent`` gives its members."""
+        assert self.parent is not None
+        return key_values(parent, self.parent, [c for c, _ in self.pairs], self.name)
 
     def back_relationship(self) -> Relationship | None:
         if self.back_populates is None:
@@ -448,6 +461,8 @@ class Relationship:
             uselist = self.direction != MANY_TO_ONE
         self.uselist = uselist
         self.order_by = self._order_by()
+        if self.direction == ONE_TO_MANY and not self.viewonly:
+            target.synced_by_parents = True  # its flush looks for parents' changes
         self.configured = True
         if self.back_populates is not None:
             other = target.relationships.get(self.back_populates)
@@ -528,6 +543,63 @@ class Relationship:
         return f"<relationship {self.name}>"
 
 
+def key_values(target: Any, tmapper: Mapper, columns: list[Any], along: str) -> list[Any] | None:
+    """The values of ``columns`` (of ``target``'s table) that the flush copies into a
+    foreign key: all None for None; None, with the ORM's warning, when ``target`` has no
+    key because it is not being flushed."""
+    if target is None:
+        return [None] * len(columns)
+    td = target.__dict__
+    tstate = td.get(STATE_KEY)
+    key = None if tstate is None else getattr(tstate, "key", None)
+    if key is None and tstate is not None and tstate.__class__ is Loaded:
+        key = tmapper.key_from_dict(td)
+    pk = dict(zip(tmapper.pk_columns, (key,) if tmapper.single_pk else key or (), strict=False))
+    values = []
+    for column in columns:
+        attr = tmapper.attr_for_column[column]
+        value = td.get(attr, pk.get(column))
+        if value is None and column not in pk and attr not in td and key is not None:
+            value = getattr(target, attr)  # an expired non-key column: load it
+        values.append(value)
+    if None in values and (tstate is None or key is None):
+        warn(
+            f"Object of type <{tmapper.class_.__name__}> not in session, add operation "
+            f"along '{along}' will not proceed (it has no key yet: add it to the session, "
+            f"or give it its key, before the flush)"
+        )
+        return None
+    return values
+
+
+def child_state(obj: Any, mapper: Mapper) -> Any:
+    d = obj.__dict__
+    state = d.get(STATE_KEY)
+    if state is None:
+        state = d[STATE_KEY] = InstanceState(mapper)
+        state.modified = not d.keys().isdisjoint(mapper.attr_index)
+    elif state.__class__ is Loaded:
+        state = materialize(obj, state)
+    return state
+
+
+def changed(obj: Any, state: Any, key: Any, value: Any) -> Any:
+    """Record a relationship change of ``obj`` for the flush (``key``: a many-to-one's
+    name, or a one-to-many Relationship without a back reference -> the new parent);
+    a persistent object becomes modified. Returns the object's session, if any."""
+    changes = state.rel_changes
+    if changes is None:
+        state.rel_changes = {key: value}
+    else:
+        changes[key] = value
+    session = None if state.session_ref is None else state.session_ref()
+    if state.key is not None and not state.modified:
+        state.modified = True
+        if session is not None:
+            session._on_modified(obj, state)
+    return session
+
+
 def _unlink(d: dict[str, Any], back: Relationship, obj: Any) -> None:
     """``obj`` leaves the other side's loaded collection (or one-to-one value)."""
     current = d.get(back.key)
@@ -548,7 +620,7 @@ def _link(target: Any, back: Relationship, obj: Any) -> None:
         st = d.get(STATE_KEY)
         if st is not None and (st.__class__ is Loaded or st.key is not None):
             return  # loaded from the database when read, after the autoflush
-        d[back.key] = list_class(back)() if back.uselist else None
+        d[back.key] = new_list(back, target) if back.uselist else None
     current = d[back.key]
     if isinstance(current, list):
         if not any(x is obj for x in current):

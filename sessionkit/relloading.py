@@ -12,6 +12,7 @@ Every function takes the Connection and the identity map; the Session decides wh
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +24,11 @@ from .exc import ArgumentError
 from .joins import MANY_TO_MANY, MANY_TO_ONE
 from .loader import load_rows
 from .loading import fetch_plain, select_by_pks
-from .relationships import Relationship, list_class
+from .relationships import Relationship
+from .relcoll import list_class, new_list
 from .state import STATE_KEY, InstanceState, Loaded, Tree, get_state
 
 if TYPE_CHECKING:
-    import weakref
-
     from .identity import IdentityMap
     from .mapping import Mapper
 
@@ -234,7 +234,7 @@ def populate(
             by_value.setdefault(value, []).append((obj, state))
     empty = rel.uselist
     for obj, _ in none_pairs:
-        obj.__dict__[rel.key] = list_class(rel)() if empty else None
+        obj.__dict__[rel.key] = new_list(rel, obj) if empty else None
     if not by_value:
         return
     if rel.direction == MANY_TO_ONE:
@@ -245,9 +245,10 @@ def populate(
                 obj.__dict__[rel.key] = (
                     target
                     if not rel.uselist
-                    else list_class(rel)(() if target is None else (target,))
+                    else new_list(rel, obj, () if target is None else (target,))
                 )
         return
+    make_ref = weakref.ref
     grouped = _load_collections(conn, imap, modified, rel, list(by_value), tree)
     key = rel.key
     make = list_class(rel)
@@ -255,7 +256,8 @@ def populate(
         items = grouped.get(value, ())
         for obj, _ in members:
             if rel.uselist:
-                obj.__dict__[key] = make(items)
+                coll = obj.__dict__[key] = make(items)
+                coll._owner = make_ref(obj)
             else:
                 obj.__dict__[key] = items[0] if items else None
 
@@ -427,6 +429,39 @@ def load_lazy(
     else:
         pairs = siblings(imap, obj, state, rel)
     populate(conn, imap, modified, rel, pairs, sub)
+
+
+def from_identity_map(imap: IdentityMap, obj: Any, rel: Relationship) -> bool:
+    """A many-to-one whose foreign key is loaded and names an object the identity map
+    holds (or is NULL): set it, with no SQL and no autoflush. False otherwise."""
+    if rel.direction != MANY_TO_ONE or rel.uselist:
+        return False
+    strategy, _ = strategy_for(obj, rel)
+    if strategy == "raise":
+        return False
+    parent = rel.parent
+    assert parent is not None
+    d = obj.__dict__
+    attrs = [parent.attr_for_column[c] for c, _ in rel.pairs]
+    if any(a not in d for a in attrs):
+        return False
+    values = [d[a] for a in attrs]
+    if None in values:
+        d[rel.key] = None
+        return True
+    target = rel.target
+    remote = [r for _, r in rel.pairs]
+    if set(remote) != set(target.pk_columns):
+        return False
+    by_col = dict(zip(remote, values, strict=True))
+    key = tuple(by_col[c] for c in target.pk_columns)
+    ref = (imap.by_mapper.get(target) or {}).get(key[0] if target.single_pk else key)
+    found = None if ref is None else ref()
+    st = None if found is None else found.__dict__.get(STATE_KEY)
+    if found is None or (st is not None and st.deleted):
+        return False
+    d[rel.key] = found
+    return True
 
 
 def _in_map_only(imap: IdentityMap, obj: Any, rel: Relationship) -> bool:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .joins import MANY_TO_ONE
-from .state import NO_VALUE, STATE_KEY
+from sqlalchemy import delete
+
+from .joins import MANY_TO_MANY, MANY_TO_ONE
+from .relationships import changed, child_state
+from .state import NO_VALUE, STATE_KEY, Loaded
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -33,36 +36,45 @@ def cascade_targets(obj: Any, mapper: Mapper, session_ref: Any) -> list[Any]:
 
 def sync_foreign_keys(mapper: Mapper, pairs: Iterable[tuple[Any, Any]]) -> None:
     """Before a flush writes ``pairs`` (objects of ``mapper``): the foreign keys of their
-    assigned many-to-one relationships take the related objects' keys. Related objects
-    are flushed first (their tables come first), so their keys are known by now."""
-    rels = [
+    assigned many-to-one relationships take the related objects' keys, and those of
+    objects that joined (or left) a one-to-many collection without a back reference take
+    the parent's (or NULL). Related objects are flushed first (their tables come first),
+    so their keys are known by now."""
+    m2o = [
         r
         for r in mapper.relationships.values()
         if r.configured and r.direction == MANY_TO_ONE and not r.viewonly
     ]
-    if not rels:
-        return
-    attr_for = mapper.attr_for_column
-    compare = mapper.compare
     for obj, state in pairs:
         d = obj.__dict__
         changes = state.rel_changes
-        for rel in rels:
+        for rel in m2o:
             if rel.key not in d or (state.key is not None and not (changes and rel.key in changes)):
                 continue
-            values = rel.remote_values(d[rel.key], obj)
-            if values is None:
-                continue
-            for (local, _), value in zip(rel.pairs, values, strict=True):
-                attr = attr_for[local]
-                old = d.get(attr, NO_VALUE)
-                if old is not NO_VALUE and compare[attr](old, value):
+            values = rel.remote_values(d[rel.key])
+            if values is not None:
+                _set_keys(mapper, obj, state, [c for c, _ in rel.pairs], values)
+        if changes:
+            for rel, parent in list(changes.items()):
+                if isinstance(rel, str) or rel.target is not mapper:
                     continue
-                if state.key is not None:
-                    if state.committed is None:
-                        state.committed = {}
-                    state.committed.setdefault(attr, old)
-                d[attr] = value
+                values = rel.local_values(parent)
+                if values is not None:
+                    _set_keys(mapper, obj, state, [r for _, r in rel.pairs], values)
+
+
+def _set_keys(mapper: Mapper, obj: Any, state: Any, columns: list[Any], values: list[Any]) -> None:
+    d = obj.__dict__
+    for column, value in zip(columns, values, strict=True):
+        attr = mapper.attr_for_column[column]
+        old = d.get(attr, NO_VALUE)
+        if old is not NO_VALUE and mapper.compare[attr](old, value):
+            continue
+        if state.key is not None:
+            if state.committed is None:
+                state.committed = {}
+            state.committed.setdefault(attr, old)
+        d[attr] = value
 
 
 def insert_levels(mapper: Mapper, pairs: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
@@ -96,3 +108,90 @@ def insert_levels(mapper: Mapper, pairs: list[tuple[Any, Any]]) -> list[list[tup
     for pair in pairs:
         levels.setdefault(level(pair[0]), []).append(pair)
     return [levels[k] for k in sorted(levels)]
+
+
+def cascade_delete(session: Any, obj: Any, mapper: Mapper) -> None:
+    """``session.delete(author)`` with cascade "delete": its related objects are deleted
+    too (an unloaded collection is loaded first, unless ``passive_deletes``), pending
+    ones expunged, as in the ORM."""
+    d = obj.__dict__
+    for rel in mapper.relationships.values():
+        if "delete" not in rel.cascades:
+            continue
+        rel.configure()
+        if rel.key in d:
+            value = d[rel.key]
+        elif rel.passive_deletes:
+            continue  # the database's ON DELETE CASCADE does it
+        else:
+            value = getattr(obj, rel.key)
+        for item in _members(value):
+            st = item.__dict__.get(STATE_KEY)
+            if st is None or (st.__class__ is not Loaded and st.key is None):
+                if item in session:
+                    session.expunge(item)
+            elif item not in session.deleted:
+                session.delete(item)
+
+
+def _members(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def prepare_flush(session: Any, tracker: Any, conn: Any) -> None:
+    """Relationship work a flush does before it collects its statements: objects removed
+    from a delete-orphan collection and still without a parent are deleted; children of a
+    deleted parent without delete cascade get a NULL foreign key (their collection loaded
+    first unless ``passive_deletes``); a deleted object's many-to-many rows go first."""
+    orphans, tracker.orphans = tracker.orphans, []
+    for item, rel in orphans:
+        st = item.__dict__.get(STATE_KEY)
+        if st is None or st.__class__ is Loaded:
+            continue
+        back = rel.back_relationship()
+        if back is not None and back.direction == MANY_TO_ONE:
+            # Expired since (a rollback), it is not known to be an orphan: kept.
+            orphaned = back.key in item.__dict__ and item.__dict__[back.key] is None
+        else:
+            orphaned = (st.rel_changes or {}).get(rel, False) is None
+        if not orphaned or item not in session:
+            continue
+        if st.key is None:
+            session.expunge(item)
+        elif item not in session.deleted:
+            session.delete(item)
+    for obj in list(tracker.deleted.values()):
+        mapper = obj.__dict__[STATE_KEY].mapper
+        for rel in mapper.relationships.values():
+            rel.configure()
+            if rel.viewonly or rel.direction == MANY_TO_ONE or "delete" in rel.cascades:
+                continue
+            if rel.direction == MANY_TO_MANY:
+                _delete_secondary_rows(conn, obj, rel)
+                continue
+            if rel.passive_deletes == "all":
+                continue
+            d = obj.__dict__
+            if rel.key not in d and rel.passive_deletes:
+                continue
+            value = d[rel.key] if rel.key in d else getattr(obj, rel.key)
+            back = rel.back_relationship()
+            for child in _members(value):
+                if child in session.deleted:
+                    continue
+                if back is not None and back.direction == MANY_TO_ONE:
+                    back.set_value(child, None, cascade=False)
+                else:
+                    changed(child, child_state(child, rel.target), rel, None)
+
+
+def _delete_secondary_rows(conn: Any, obj: Any, rel: Any) -> None:
+    """``DELETE FROM <secondary> WHERE <its key to obj> = ...``: the association rows of
+    a deleted object, before its own DELETE."""
+    values = rel.local_values(obj)
+    if values is None:
+        return
+    where = [sec == value for (_, sec), value in zip(rel.pairs, values, strict=True)]
+    conn.execute(delete(rel.secondary).where(*where))

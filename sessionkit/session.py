@@ -37,7 +37,7 @@ from .loading import (
 )
 from .mapping import mapper_of, state_of
 from .reading import SessionReads
-from .relsync import cascade_targets
+from .relsync import cascade_delete, cascade_targets
 from .state import MAPPER_ATTR, NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, state_str
 from .tracking import Tracker
 from .transaction import SessionTransaction, SessionTransactionOrigin
@@ -363,6 +363,9 @@ class Session(SessionReads, EventTarget):
             self._tracker.attach_persistent(instance, state)
             state.deleted = False
         self._tracker.deleted[state] = instance
+        if state.mapper.relationships:
+            with self.no_autoflush:  # loading what cascades must not flush the DELETE
+                cascade_delete(self, instance, state.mapper)
 
     def __contains__(self, instance: object) -> bool:
         mapper_of(instance)

@@ -97,7 +97,7 @@ class InstanceState:
     group: Any
     # Many-to-one relationships assigned since the last flush: their foreign keys are
     # set from the related objects when the flush reaches this object's table.
-    rel_changes: set[str] | None
+    rel_changes: dict[Any, Any] | None
 
     def __init__(
         self, mapper: Mapper, key: Any = None, session_ref: weakref.ref[Any] | None = None

@@ -62,6 +62,9 @@ class Tracker:
         self.new: dict[InstanceState, Any] = {}
         self.deleted: dict[InstanceState, Any] = {}
         self.modified: dict[InstanceState, Any] = {}
+        # (object, relationship) pairs removed from a delete-orphan collection: the next
+        # flush deletes those that are still without a parent (relsync.prepare_flush).
+        self.orphans: list[tuple[Any, Any]] = []
         # The innermost open level of the session's transaction tree, or None.
         self.transaction: SessionTransaction | None = None
         self.flushing = False
@@ -128,6 +131,7 @@ class Tracker:
         self.new.clear()
         self.deleted.clear()
         self.modified.clear()
+        self.orphans.clear()
 
     def merge_loaded(
         self, mapper: Mapper, key: Any, merged: Any, values: list[tuple[str, Any]]

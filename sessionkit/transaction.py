@@ -33,6 +33,7 @@ from .firing import (
 from .flush import UnitOfWork
 from .gcpause import paused
 from .hooks import SESSION
+from .relsync import prepare_flush
 from .state import Expiry
 from .tracking import Recorder, Tracker, UndoLog
 
@@ -276,6 +277,8 @@ class SessionTransaction:
 
     def _flush_work(self, ctx: FlushContext | None) -> None:
         tracker = self.tracker
+        if tracker.orphans or tracker.deleted:
+            self._prepare_relationships()
         deleted_marked = tracker.deleted
         pending = [(o, s) for s, o in tracker.new.items()]
         deleted = [(o, s) for s, o in deleted_marked.items()]
@@ -298,6 +301,21 @@ class SessionTransaction:
                 self._after_flush(ctx, uow, pending, modified, deleted)
             else:
                 tracker.modified.clear()
+        except BaseException as err:
+            self._flush_failed(err)
+            raise
+        finally:
+            tracker.flushing = False
+
+    def _prepare_relationships(self) -> None:
+        """Cascades a flush settles first (relsync.prepare_flush); what they load or
+        delete is part of this flush, so a failure rolls it back the same way."""
+        tracker = self.tracker
+        if not tracker.orphans and not any(s.mapper.relationships for s in tracker.deleted):
+            return
+        tracker.flushing = True
+        try:
+            prepare_flush(self.session, tracker, self._connection())
         except BaseException as err:
             self._flush_failed(err)
             raise

@@ -26,6 +26,7 @@ LAYERS = [
     "attributes",
     "portable",
     "joins",
+    "relcoll",
     "relationships",
     "mapping",
     "relsync",

@@ -22,11 +22,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy.exc as sa_exc
-from models_rel import Names, classic, imperative, library, names
+from models_rel import Names, classic, imperative, library
 from sqlalchemy import Engine, ForeignKey, String, insert, select
 from test_relationship_loading import both, error, titles
 
-import sessionkit.exc as sk_exc
 from support import SQLRecorder, statement_kind
 
 Facts = dict[str, Any]
@@ -593,24 +592,3 @@ def test_wrong_class_refused_at_assignment(
     assert sk["kept"] == ({"id": 1, "title": "b1", "author_id": 1}, False, False)
     assert sk["flush"] is None and sk["writes"] == ([], 0)
     assert sk["rows"] == orm["rows"] == SEEDED
-
-
-# -- the collection side stays refused (sessionkit only) -----------------------------------
-
-
-def test_collection_append_still_refused(fk_engine: Engine) -> None:
-    ns = names("sessionkit")
-    m = library(ns)
-    seed(fk_engine, m)
-    with ns.Session(fk_engine) as s, Sql(fk_engine) as sql:
-        ann, b2 = s.get(m.Author, 1), s.get(m.Book, 2)
-        before = (titles(ann.books), columns(b2))
-        sql.take()
-        err = error(lambda: ann.books.append(b2))
-        assert isinstance(err, sk_exc.InvalidRequestError), err
-        assert "Author.books" in str(err)
-        assert (titles(ann.books), columns(b2)) == before
-        assert [ns.inspect(o).modified for o in (ann, b2)] == [False, False]
-        s.flush()
-        assert sql.take() == ([], 0)
-    assert committed(fk_engine, m) == SEEDED
