@@ -22,7 +22,13 @@ from .exc import ObjectDeletedError, StaleDataError, warn
 from .hooks import MAPPER
 from .loading import expired_key_error, expired_keys, reload
 from .rejected import Candidate, explain
-from .relsync import insert_levels, sync_foreign_keys
+from .relsync import (
+    clear_links,
+    insert_levels,
+    pending_links,
+    sync_foreign_keys,
+    write_links,
+)
 from .state import NO_VALUE, STATE_KEY, InstanceState, get_state, state_str
 from .statements import (
     VERSION_PARAM,
@@ -146,6 +152,8 @@ class UnitOfWork:
         mappers.update(dict.fromkeys(self.deletes))
         by_table = {m.table: m for m in mappers}
         order = table_order(list(by_table))
+        linked = [m for m in by_table.values() if m.relationships or m.synced_by_parents]
+        links = pending_links(self._flushed(linked)) if linked else None
         announce = bool(MAPPER)
         for table in order:
             mapper = by_table[table]
@@ -172,6 +180,9 @@ class UnitOfWork:
             if announce:
                 self._announce(mapper, "after", updates, self.inserts.get(mapper, []))
                 self._release_held(all_=False)
+        if links:
+            # Many-to-many rows once both sides have theirs, before any DELETE.
+            write_links(self.conn, links)
         for table in reversed(order):
             mapper = by_table[table]
             if self.deletes.get(mapper):
@@ -185,6 +196,13 @@ class UnitOfWork:
                     self._release_held(all_=False)
         for obj, state in self.late_loads:
             self._load_expired(obj, state)
+        if linked:
+            clear_links(self._flushed(linked))
+
+    def _flushed(self, mappers: list[Mapper]) -> Iterator[Pair]:
+        for mapper in mappers:
+            yield from self.inserts.get(mapper, ())
+            yield from self.updates.get(mapper, ())
 
     def _announce(
         self,

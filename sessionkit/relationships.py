@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Column, ColumnElement, Table
 
-from .exc import ArgumentError, DetachedInstanceError, InvalidRequestError, warn
+from .exc import ArgumentError, DetachedInstanceError, InvalidRequestError
 from .joins import (
     MANY_TO_MANY,
     MANY_TO_ONE,
@@ -29,14 +29,12 @@ from .joins import (
     configure_primaryjoin,
     configure_secondary,
 )
-from .relcoll import new_list
+from .relcoll import changed, child_state, key_values, link, new_list, unlink
 from .state import (
     MAPPER_ATTR,
     NO_VALUE,
     STATE_KEY,
-    InstanceState,
     Loaded,
-    materialize,
     state_str,
 )
 
@@ -271,8 +269,8 @@ class Relationship:
             fix = f"insert or delete the rows of table {self.secondary.name!r}"
         whose = "a loaded collection" if isinstance(obj, list) else state_str(obj)
         return InvalidRequestError(
-            f"Cannot change relationship {self.name} of {whose}: sessionkit relationships "
-            f"are read-only for now (a change through them would not be flushed). Instead, "
+            f"Cannot change relationship {self.name} of {whose}: it is declared "
+            f"viewonly=True, so the flush would not write the change. Instead, "
             f"{fix}, then session.expire(obj, [{self.key!r}]) or query again."
         )
 
@@ -283,13 +281,16 @@ class Relationship:
         collection: what left it and what joined it are handled as by the list."""
         if not self.configured:
             self.configure()
-        if self.viewonly or self.direction == MANY_TO_MANY:
+        if self.viewonly:
             raise self.write_error(obj)
-        if self.direction == ONE_TO_MANY:
+        if self.direction != MANY_TO_ONE:
             self._replace(obj, value)
             return
         if self.uselist:
-            raise self.write_error(obj)
+            raise InvalidRequestError(
+                f"Cannot assign {self.name}: a many-to-one declared uselist=True is not "
+                f"written by sessionkit; drop uselist=True, or set the foreign key columns."
+            )
         if value is not None and not isinstance(value, self.target.class_):
             raise InvalidRequestError(
                 f"Cannot assign {value!r} to {self.name} of {state_str(obj)}: it takes a "
@@ -306,18 +307,18 @@ class Relationship:
             if old is NO_VALUE:
                 old = self._in_identity_map(obj, state)  # never read: found by its key
             if old is not None and old is not NO_VALUE:
-                _unlink(old.__dict__, back, obj)
+                unlink(old.__dict__, back, obj)
         d[self.key] = value
         session = changed(obj, state, self.key, True)
         if back is not None and value is not None:
-            _link(value, back, obj)
+            link(value, back, obj)
         if cascade and session is not None and value is not None and "save-update" in self.cascades:
             session.add(value)
 
     def check_members(self, coll: Any, items: list[Any]) -> None:
         if not self.configured:
             self.configure()
-        if self.viewonly or self.direction == MANY_TO_MANY:
+        if self.viewonly:
             raise self.write_error(coll)
         cls = self.target.class_
         for item in items:
@@ -326,6 +327,37 @@ class Relationship:
                     f"Cannot add {item!r} to {self.name}: it holds {cls.__name__} objects, "
                     f"got a {type(item).__name__}."
                 )
+
+    def _links_changed(
+        self,
+        owner: Any,
+        ostate: Any,
+        session: Any,
+        back: Relationship | None,
+        added: list[Any],
+        removed: list[Any],
+        members: Any,
+    ) -> None:
+        """Many-to-many: the owner records which association rows to INSERT or DELETE
+        (an add and a remove of the same pair cancel); the other side's loaded collection
+        follows in Python."""
+        changes = ostate.rel_changes
+        if changes is None:
+            changes = ostate.rel_changes = {}
+        links: dict[int, tuple[str, Any]] = changes.setdefault(self, {})
+        for item, op in [(x, "remove") for x in removed] + [(x, "add") for x in added]:
+            if op == "remove" and any(item is m for m in members):
+                continue
+            earlier = links.pop(id(item), None)
+            if earlier is None or earlier[0] == op:
+                links[id(item)] = (op, item)
+            if back is not None:
+                if op == "add":
+                    link(item, back, owner)
+                else:
+                    unlink(item.__dict__, back, owner)
+            if op == "add" and session is not None and "save-update" in self.cascades:
+                session.add(item)
 
     def _replace(self, obj: Any, value: Any) -> None:
         """``author.books = [...]`` (or a one-to-one's ``author.profile = p``)."""
@@ -361,6 +393,9 @@ class Relationship:
             ostate.modified = True  # dirty, as the ORM reports it; its own UPDATE is empty
             if session is not None:
                 session._on_modified(owner, ostate)
+        if self.direction == MANY_TO_MANY:
+            self._links_changed(owner, ostate, session, back, added, removed, members)
+            return
         for item in removed:
             if any(item is m for m in members):
                 continue
@@ -541,92 +576,6 @@ class Relationship:
 
     def __repr__(self) -> str:
         return f"<relationship {self.name}>"
-
-
-def key_values(target: Any, tmapper: Mapper, columns: list[Any], along: str) -> list[Any] | None:
-    """The values of ``columns`` (of ``target``'s table) that the flush copies into a
-    foreign key: all None for None; None, with the ORM's warning, when ``target`` has no
-    key because it is not being flushed."""
-    if target is None:
-        return [None] * len(columns)
-    td = target.__dict__
-    tstate = td.get(STATE_KEY)
-    key = None if tstate is None else getattr(tstate, "key", None)
-    if key is None and tstate is not None and tstate.__class__ is Loaded:
-        key = tmapper.key_from_dict(td)
-    pk = dict(zip(tmapper.pk_columns, (key,) if tmapper.single_pk else key or (), strict=False))
-    values = []
-    for column in columns:
-        attr = tmapper.attr_for_column[column]
-        value = td.get(attr, pk.get(column))
-        if value is None and column not in pk and attr not in td and key is not None:
-            value = getattr(target, attr)  # an expired non-key column: load it
-        values.append(value)
-    if None in values and (tstate is None or key is None):
-        warn(
-            f"Object of type <{tmapper.class_.__name__}> not in session, add operation "
-            f"along '{along}' will not proceed (it has no key yet: add it to the session, "
-            f"or give it its key, before the flush)"
-        )
-        return None
-    return values
-
-
-def child_state(obj: Any, mapper: Mapper) -> Any:
-    d = obj.__dict__
-    state = d.get(STATE_KEY)
-    if state is None:
-        state = d[STATE_KEY] = InstanceState(mapper)
-        state.modified = not d.keys().isdisjoint(mapper.attr_index)
-    elif state.__class__ is Loaded:
-        state = materialize(obj, state)
-    return state
-
-
-def changed(obj: Any, state: Any, key: Any, value: Any) -> Any:
-    """Record a relationship change of ``obj`` for the flush (``key``: a many-to-one's
-    name, or a one-to-many Relationship without a back reference -> the new parent);
-    a persistent object becomes modified. Returns the object's session, if any."""
-    changes = state.rel_changes
-    if changes is None:
-        state.rel_changes = {key: value}
-    else:
-        changes[key] = value
-    session = None if state.session_ref is None else state.session_ref()
-    if state.key is not None and not state.modified:
-        state.modified = True
-        if session is not None:
-            session._on_modified(obj, state)
-    return session
-
-
-def _unlink(d: dict[str, Any], back: Relationship, obj: Any) -> None:
-    """``obj`` leaves the other side's loaded collection (or one-to-one value)."""
-    current = d.get(back.key)
-    if isinstance(current, list):
-        for i, x in enumerate(current):
-            if x is obj:
-                list.__delitem__(current, i)
-                break
-    elif current is obj:
-        d[back.key] = None
-
-
-def _link(target: Any, back: Relationship, obj: Any) -> None:
-    """``obj`` joins ``target``'s collection (or one-to-one value) when it is loaded, or
-    when ``target`` has no row yet (there is nothing to load: it starts empty)."""
-    d = target.__dict__
-    if back.key not in d:
-        st = d.get(STATE_KEY)
-        if st is not None and (st.__class__ is Loaded or st.key is not None):
-            return  # loaded from the database when read, after the autoflush
-        d[back.key] = new_list(back, target) if back.uselist else None
-    current = d[back.key]
-    if isinstance(current, list):
-        if not any(x is obj for x in current):
-            list.append(current, obj)
-    else:
-        d[back.key] = obj
 
 
 def relationship(argument: Any = None, secondary: Any = None, **kw: Any) -> Any:

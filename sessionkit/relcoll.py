@@ -1,4 +1,5 @@
-"""The list a one-to-many or many-to-many relationship holds.
+"""The list a one-to-many or many-to-many relationship holds, and what a change to a
+relationship does to the objects involved (their states, the other side).
 
 A plain ``list`` subclass, so that reads, iteration, ``len()`` and ``==`` are list's own;
 each change (``append``, ``remove``, slice assignment, ``clear``...) also tells the
@@ -10,7 +11,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable
-from typing import Any, SupportsIndex
+from typing import TYPE_CHECKING, Any, SupportsIndex
+
+from .exc import warn
+from .state import STATE_KEY, InstanceState, Loaded, materialize
+
+if TYPE_CHECKING:
+    from .mapping import Mapper
 
 
 class RelationshipList(list[Any]):
@@ -106,3 +113,92 @@ def new_list(rel: Any, owner: Any, items: Iterable[Any] = ()) -> RelationshipLis
     coll = list_class(rel)(items)
     coll._owner = weakref.ref(owner)
     return coll
+
+
+# -- what a change does to the objects involved ------------------------------------------
+
+
+def key_values(target: Any, tmapper: Mapper, columns: list[Any], along: str) -> list[Any] | None:
+    """The values of ``columns`` (of ``target``'s table) that the flush copies into a
+    foreign key: all None for None; None, with the ORM's warning, when ``target`` has no
+    key because it is not being flushed."""
+    if target is None:
+        return [None] * len(columns)
+    td = target.__dict__
+    tstate = td.get(STATE_KEY)
+    key = None if tstate is None else getattr(tstate, "key", None)
+    if key is None and tstate is not None and tstate.__class__ is Loaded:
+        key = tmapper.key_from_dict(td)
+    pk = dict(zip(tmapper.pk_columns, (key,) if tmapper.single_pk else key or (), strict=False))
+    values = []
+    for column in columns:
+        attr = tmapper.attr_for_column[column]
+        value = td.get(attr, pk.get(column))
+        if value is None and column not in pk and attr not in td and key is not None:
+            value = getattr(target, attr)  # an expired non-key column: load it
+        values.append(value)
+    if None in values and (tstate is None or key is None):
+        warn(
+            f"Object of type <{tmapper.class_.__name__}> not in session, add operation "
+            f"along '{along}' will not proceed (it has no key yet: add it to the session, "
+            f"or give it its key, before the flush)"
+        )
+        return None
+    return values
+
+
+def child_state(obj: Any, mapper: Mapper) -> Any:
+    d = obj.__dict__
+    state = d.get(STATE_KEY)
+    if state is None:
+        state = d[STATE_KEY] = InstanceState(mapper)
+        state.modified = not d.keys().isdisjoint(mapper.attr_index)
+    elif state.__class__ is Loaded:
+        state = materialize(obj, state)
+    return state
+
+
+def changed(obj: Any, state: Any, key: Any, value: Any) -> Any:
+    """Record a relationship change of ``obj`` for the flush (``key``: a many-to-one's
+    name, or a one-to-many Relationship without a back reference -> the new parent);
+    a persistent object becomes modified. Returns the object's session, if any."""
+    changes = state.rel_changes
+    if changes is None:
+        state.rel_changes = {key: value}
+    else:
+        changes[key] = value
+    session = None if state.session_ref is None else state.session_ref()
+    if state.key is not None and not state.modified:
+        state.modified = True
+        if session is not None:
+            session._on_modified(obj, state)
+    return session
+
+
+def unlink(d: dict[str, Any], back: Any, obj: Any) -> None:
+    """``obj`` leaves the other side's loaded collection (or one-to-one value)."""
+    current = d.get(back.key)
+    if isinstance(current, list):
+        for i, x in enumerate(current):
+            if x is obj:
+                list.__delitem__(current, i)
+                break
+    elif current is obj:
+        d[back.key] = None
+
+
+def link(target: Any, back: Any, obj: Any) -> None:
+    """``obj`` joins ``target``'s collection (or one-to-one value) when it is loaded, or
+    when ``target`` has no row yet (there is nothing to load: it starts empty)."""
+    d = target.__dict__
+    if back.key not in d:
+        st = d.get(STATE_KEY)
+        if st is not None and (st.__class__ is Loaded or st.key is not None):
+            return  # loaded from the database when read, after the autoflush
+        d[back.key] = new_list(back, target) if back.uselist else None
+    current = d[back.key]
+    if isinstance(current, list):
+        if not any(x is obj for x in current):
+            list.append(current, obj)
+    else:
+        d[back.key] = obj

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, insert
 
 from .joins import MANY_TO_MANY, MANY_TO_ONE
-from .relationships import changed, child_state
+from .relcoll import changed, child_state, key_values
 from .state import NO_VALUE, STATE_KEY, Loaded
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def sync_foreign_keys(mapper: Mapper, pairs: Iterable[tuple[Any, Any]]) -> None:
                 _set_keys(mapper, obj, state, [c for c, _ in rel.pairs], values)
         if changes:
             for rel, parent in list(changes.items()):
-                if isinstance(rel, str) or rel.target is not mapper:
+                if isinstance(rel, str) or rel.target is not mapper or rel.secondary is not None:
                     continue
                 values = rel.local_values(parent)
                 if values is not None:
@@ -195,3 +195,46 @@ def _delete_secondary_rows(conn: Any, obj: Any, rel: Any) -> None:
         return
     where = [sec == value for (_, sec), value in zip(rel.pairs, values, strict=True)]
     conn.execute(delete(rel.secondary).where(*where))
+
+
+def pending_links(pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any, str, Any]]:
+    """The many-to-many changes of ``pairs`` as (relationship, object, "add" or
+    "remove", other object): taken before the flush starts, whose statements clear each
+    object's history as they go."""
+    out: list[tuple[Any, Any, str, Any]] = []
+    for obj, state in pairs:
+        for rel, links in (state.rel_changes or {}).items():
+            if not isinstance(rel, str) and rel.secondary is not None:
+                out.extend((rel, obj, op, other) for op, other in links.values())
+    return out
+
+
+def write_links(conn: Any, links: list[tuple[Any, Any, str, Any]]) -> None:
+    """The association rows ``links`` ask for, once both sides have their rows (after
+    the flush's INSERTs and UPDATEs, before its DELETEs): one executemany DELETE and one
+    executemany INSERT per association table. A pair recorded from both sides (the
+    relationship and its back_populates) is written once."""
+    deletes: dict[Any, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    inserts: dict[Any, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    for rel, obj, op, other in links:
+        mine = rel.local_values(obj)
+        theirs = key_values(other, rel.target, [t for _, t in rel.secondary_pairs], rel.name)
+        if mine is None or theirs is None:
+            continue
+        row = {sec.key: v for (_, sec), v in zip(rel.pairs, mine, strict=True)}
+        row.update({sec.key: v for (sec, _), v in zip(rel.secondary_pairs, theirs, strict=True)})
+        ident = tuple(sorted(row.items()))
+        (inserts if op == "add" else deletes).setdefault(rel.secondary, {})[ident] = row
+    for table, rows in deletes.items():
+        cols = list(next(iter(rows.values())))
+        stmt = delete(table).where(*(table.c[c] == bindparam(f"sk_{c}") for c in cols))
+        conn.execute(stmt, [{f"sk_{k}": v for k, v in r.items()} for r in rows.values()])
+    for table, rows in inserts.items():
+        conn.execute(insert(table), list(rows.values()))
+
+
+def clear_links(pairs: Iterable[tuple[Any, Any]]) -> None:
+    """After a successful flush: the relationship changes of the flushed objects are
+    written; a later change to a foreign key column is the user's own."""
+    for _, state in pairs:
+        state.rel_changes = None
