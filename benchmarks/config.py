@@ -19,6 +19,7 @@ SCENARIOS: dict[str, str] = {
     "S7": "rollback",
     "S8": "memory per loaded object",
     "S9": "load authors + read their books",
+    "S10": "insert authors + books through the collections",
 }
 
 #: Named scales: a factor applied to the default row counts.
@@ -40,9 +41,10 @@ BASE_COUNTS: dict[str, int] = {
     "rollback": 10_000,
     "memory": 10_000,
     "authors": 1_000,
+    "authors_insert": 1_000,
 }
 
-#: S9: books per author (fixed; ``--scale`` changes the number of authors).
+#: S9, S10: books per author (fixed; ``--scale`` changes the number of authors).
 BOOKS_PER_AUTHOR = 10
 
 #: No scenario runs on fewer rows than this, whatever the scale.
@@ -62,6 +64,7 @@ class Counts:
     rollback: int
     memory: int
     authors: int
+    authors_insert: int
 
     @classmethod
     def for_factor(cls, factor: float) -> Counts:

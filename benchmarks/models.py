@@ -5,8 +5,8 @@ both emit SQL against exactly the same columns; ``SkTypedUser`` declares the sam
 with typed annotations, to show that typed models cost the same. ``SlotUser`` is the
 hand-written floor: the least an application could spend on one object per row.
 
-S9's ``Author``/``Book`` pair is declared once, in :func:`declare_library`, and mapped
-by each library with its own ``relationship``: the declarations cannot differ.
+S9's and S10's ``Author``/``Book`` pair is declared once, in :func:`declare_library`,
+and mapped by each library with its own ``relationship``: the declarations cannot differ.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The nine scenarios: what each one sets up, who takes part, and what "correct" means.
+"""The ten scenarios: what each one sets up, who takes part, and what "correct" means.
 
 A scenario is a generator of :class:`~benchmarks.harness.Variant` objects. It owns the
 Engine for each variant (created with the same settings for every contender, disposed
@@ -425,6 +425,50 @@ def s9_relationship(env: Env) -> Iterator[Variant]:
         )
 
 
+def s10_insert_with_books(env: Env) -> Iterator[Variant]:
+    n = env.counts.authors_insert
+    per = BOOKS_PER_AUTHOR
+    source = schema.library_source(schema.make_authors(n), per)
+    warm = min(n, max(1, WARMUP_ROWS // per))  # at most WARMUP_ROWS books
+
+    def used(warmup: bool) -> list[schema.AuthorSource]:
+        return source[: warm if warmup else n]
+
+    def check(observed: checks.LibraryKeys, warmup: bool) -> None:
+        checks.library_holds(engine, used(warmup), observed)
+
+    with env.db.connect() as engine:
+        if core.authors_returning(engine):
+            core_way = "authors in one executemany INSERT ... RETURNING id"
+        else:
+            core_way = "one INSERT per author reading its key (no executemany RETURNING)"
+        yield Variant(
+            "S10",
+            "S10/insert",
+            f"insert {n:,} authors with {per} books each through the collections, one commit",
+            n,
+            [
+                Entry(
+                    "sessionkit",
+                    lambda w: sessions.insert_with_books(
+                        SESSIONKIT, sessionkit_library(), engine, used(w)
+                    ),
+                    check,
+                    unavailable=sessions.relationship_unavailable(),
+                ),
+                Entry(
+                    "orm",
+                    lambda w: sessions.insert_with_books(ORM, ORM_LIBRARY, engine, used(w)),
+                    check,
+                ),
+                Entry("core", lambda w: core.insert_with_books(engine, used(w)), check),
+            ],
+            prepare=lambda warmup: schema.empty_library(engine),
+            note="objects (Core: parameter dicts) are built inside the timed region; "
+            f"Core: {core_way}, then the books in one executemany",
+        )
+
+
 BUILDERS: dict[str, Callable[[Env], Iterator[Variant]]] = {
     "S1": s1_load,
     "S2": s2_bulk_insert,
@@ -435,4 +479,5 @@ BUILDERS: dict[str, Callable[[Env], Iterator[Variant]]] = {
     "S7": s7_rollback,
     "S8": s8_memory,
     "S9": s9_relationship,
+    "S10": s10_insert_with_books,
 }

@@ -3,7 +3,7 @@
 Every implementation works on the same ``user_account`` table and the same rows, so
 that the only difference between them is the code path. Values are chosen to round-trip
 exactly on every backend (floats are multiples of 0.25), which lets the checks compare
-with ``==``. S9 (a one-to-many relationship) uses ``author`` and ``book`` instead.
+with ``==``. S9 and S10 (a one-to-many relationship) use ``author`` and ``book`` instead.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ AuthorRow = tuple[int, str]  # id, name
 BookRow = tuple[int, str, int]  # id, title, author_id
 #: An author as S9 reads it: id, name, and its books' (id, title) in ``book.id`` order.
 LibraryRow = tuple[int, str, tuple[tuple[int, str], ...]]
+#: An author as S10 inserts it: its name and its books' titles (keys are generated).
+AuthorSource = tuple[str, tuple[str, ...]]
 
 metadata = MetaData()
 
@@ -158,3 +160,45 @@ def library_rows(authors: Sequence[AuthorRow], per_author: int) -> list[LibraryR
     for book_id, title, author_id in make_books(authors, per_author):
         books[author_id].append((book_id, title))
     return [(i, name, tuple(books[i])) for i, name in authors]
+
+
+def library_source(authors: Sequence[AuthorRow], per_author: int) -> list[AuthorSource]:
+    """S10's input: each author's name and its books' titles, as ``make_books`` deals them.
+
+    Names and titles are all distinct, so the rows read back can be matched to them.
+    """
+    titles: dict[int, list[str]] = {a[0]: [] for a in authors}
+    for _, title, author_id in make_books(authors, per_author):
+        titles[author_id].append(title)
+    return [(name, tuple(titles[i])) for i, name in authors]
+
+
+def truncate_library(conn: Connection) -> None:
+    """Empty ``book`` and ``author`` and restart their generated keys at 1."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(text("TRUNCATE book, author RESTART IDENTITY"))
+        return
+    conn.execute(book_table.delete())
+    conn.execute(author_table.delete())
+    if dialect in ("mysql", "mariadb"):
+        # TRUNCATE TABLE author is refused while book references it; on an empty table
+        # this puts AUTO_INCREMENT back to 1. (SQLite restarts at 1 by itself: no
+        # AUTOINCREMENT keyword, so the next key is max(id) + 1.)
+        conn.execute(text("ALTER TABLE book AUTO_INCREMENT = 1"))
+        conn.execute(text("ALTER TABLE author AUTO_INCREMENT = 1"))
+
+
+def empty_library(engine: Engine) -> None:
+    with engine.begin() as conn:
+        truncate_library(conn)
+
+
+def read_library(engine: Engine) -> tuple[list[AuthorRow], list[BookRow]]:
+    """All authors and all books in primary-key order, read with Core on a fresh connection."""
+    with engine.connect() as conn:
+        authors = conn.execute(select(author_table).order_by(author_table.c.id))
+        author_rows: list[AuthorRow] = [(r.id, r.name) for r in authors]
+        books = conn.execute(select(book_table).order_by(book_table.c.id))
+        book_rows: list[BookRow] = [(r.id, r.title, r.author_id) for r in books]
+    return author_rows, book_rows

@@ -94,6 +94,24 @@ TARGETS: tuple[Target, ...] = (
         5.0,
         "authors + books, vs ORM lazy",
     ),
+    Target(
+        "S10",
+        ("S10/insert",),
+        "sessionkit",
+        "core",
+        "at_most",
+        2.0,
+        "insert authors + books",
+    ),
+    Target(
+        "S10",
+        ("S10/insert",),
+        "sessionkit",
+        "orm",
+        "faster_by",
+        4.0,
+        "insert authors + books, vs ORM",
+    ),
 )
 
 Status = Literal["PASS", "MISS", "n/a", "FAIL", "not run"]

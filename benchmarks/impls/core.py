@@ -3,7 +3,8 @@
 Statements are built once (as an application would keep them), parameters go in as
 lists of dicts (``executemany``), results come back with ``fetchall()``. Connection
 checkout is inside the measured region, as the Session's is. Related rows are fetched
-with a second query (``IN`` over the parents' keys) and grouped in Python.
+with a second query (``IN`` over the parents' keys) and grouped in Python; related rows
+are inserted after their parents, whose generated keys come back through RETURNING.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select
 from sqlalchemy import update as sql_update
 
 from ..harness import CheckFailed, Trial
-from ..schema import COLUMNS, DATA_COLUMNS, LibraryRow, Row, author_table, book_table, user_table
+from ..schema import (
+    COLUMNS,
+    DATA_COLUMNS,
+    AuthorSource,
+    LibraryRow,
+    Row,
+    author_table,
+    book_table,
+    user_table,
+)
 
 t = user_table
 SELECT_ALL = select(t)
@@ -31,6 +41,11 @@ SELECT_BOOKS_OF = (
     .where(book_table.c.author_id.in_(bindparam("ids", expanding=True)))
     .order_by(book_table.c.id)
 )
+INSERT_AUTHOR = insert(author_table)
+INSERT_AUTHOR_RETURNING = insert(author_table).returning(
+    author_table.c.id, sort_by_parameter_order=True
+)
+INSERT_BOOK = insert(book_table)
 #: Parent keys per ``IN``: the chunk size of sessionkit's batched load (and of the ORM's
 #: selectinload), so all three send the same SQL.
 IN_CHUNK = 500
@@ -183,3 +198,42 @@ def load_with_books(engine: Engine) -> Trial:
         ]
 
     return Trial(run, observe, held.close)
+
+
+def _first(key: Any) -> Any:
+    """The single column of ``inserted_primary_key``."""
+    return key[0]
+
+
+def authors_returning(engine: Engine) -> bool:
+    """True when the dialect gives back executemany keys in parameter order (S10's path)."""
+    return bool(engine.dialect.insert_executemany_returning_sort_by_parameter_order)
+
+
+def insert_with_books(engine: Engine, source: Sequence[AuthorSource]) -> Trial:
+    """S10: the authors, their keys, then every book in one executemany; one commit.
+
+    Authors go in as one executemany ``INSERT ... RETURNING id`` in parameter order where
+    the dialect supports it; elsewhere one INSERT per author, reading its generated key
+    (keys of one multi-row INSERT need not be consecutive, and names need not be unique).
+    """
+    returning = authors_returning(engine)
+
+    def run() -> list[Any]:
+        with engine.begin() as conn:
+            names = [{"name": name} for name, _ in source]
+            if returning:
+                ids = conn.execute(INSERT_AUTHOR_RETURNING, names).scalars().all()
+            else:
+                ids = [_first(conn.execute(INSERT_AUTHOR, p).inserted_primary_key) for p in names]
+            conn.execute(
+                INSERT_BOOK,
+                [
+                    {"title": title, "author_id": author_id}
+                    for author_id, (_, titles) in zip(ids, source, strict=True)
+                    for title in titles
+                ],
+            )
+        return list(ids)
+
+    return Trial(run, lambda ids: [(i, None) for i in ids])

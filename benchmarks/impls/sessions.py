@@ -18,8 +18,8 @@ from sqlalchemy import Engine, select
 import sessionkit
 
 from ..harness import CheckFailed, Trial
-from ..models import OrmUser, SkTypedUser, SkUser, row_of
-from ..schema import LibraryRow, Row
+from ..models import Library, OrmUser, SkTypedUser, SkUser, row_of
+from ..schema import AuthorSource, LibraryRow, Row
 
 #: How many objects the rollback check reloads from the database (the rest it inspects).
 RELOAD_SAMPLE = 50
@@ -241,5 +241,37 @@ def load_with_books(api: SessionApi, author: Any, engine: Engine, *options: Any)
                     raise CheckFailed(f"book {b.id}: .author is not the author it was loaded by")
             out.append((a.id, a.name, tuple((b.id, t) for b, t in zip(books, ts, strict=True))))
         return out
+
+    return Trial(run, observe, session.close)
+
+
+def insert_with_books(
+    api: SessionApi, library: Library, engine: Engine, source: Sequence[AuthorSource]
+) -> Trial:
+    """S10: ``Author(name=..., books=[Book(title=...), ...])`` per author, ``add_all``,
+    ``commit``: the books reach the session through the collection, their ``author_id``
+    is filled at flush from their author's generated key.
+
+    Each author's list of books is also kept aside, so the (untimed) check can read the
+    keys every book got without loading the expired collections again.
+    """
+    session = api.session(engine)
+    Author, Book = library.author, library.book
+
+    def run() -> tuple[list[Any], list[list[Any]]]:
+        books = [[Book(title=title) for title in titles] for _, titles in source]
+        authors = [Author(name=name, books=bs) for (name, _), bs in zip(source, books, strict=True)]
+        session.add_all(authors)
+        session.commit()
+        return authors, books
+
+    def key(obj: Any) -> Any:
+        # The identity, not obj.id: reading an expired attribute would run a SELECT.
+        identity = api.inspect(obj).identity
+        return None if identity is None else identity[0]
+
+    def observe(result: tuple[list[Any], list[list[Any]]]) -> list[tuple[Any, list[Any]]]:
+        authors, books = result
+        return [(key(a), [key(b) for b in bs]) for a, bs in zip(authors, books, strict=True)]
 
     return Trial(run, observe, session.close)
