@@ -238,3 +238,20 @@ def clear_links(pairs: Iterable[tuple[Any, Any]]) -> None:
     written; a later change to a foreign key column is the user's own."""
     for _, state in pairs:
         state.rel_changes = None
+
+
+def related_along(obj: Any, mapper: Mapper, cascade: str) -> list[Any]:
+    """The loaded related objects of ``obj`` along relationships with ``cascade``."""
+    d = obj.__dict__
+    out: list[Any] = []
+    for rel in mapper.relationships.values():
+        if cascade in rel.cascades and rel.key in d:
+            out.extend(_members(d[rel.key]))
+    return out
+
+
+def cascade_expunge(session: Any, obj: Any, mapper: Mapper) -> None:
+    """``expunge(obj)`` goes on to its loaded related objects along "expunge"."""
+    for item in related_along(obj, mapper, "expunge"):
+        if item in session:
+            session.expunge(item)

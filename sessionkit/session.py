@@ -37,7 +37,7 @@ from .loading import (
 )
 from .mapping import mapper_of, state_of
 from .reading import SessionReads
-from .relsync import cascade_delete, cascade_targets
+from .relsync import cascade_delete, cascade_expunge, cascade_targets, related_along
 from .state import MAPPER_ATTR, NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, state_str
 from .tracking import Tracker
 from .transaction import SessionTransaction, SessionTransactionOrigin
@@ -399,6 +399,8 @@ class Session(SessionReads, EventTarget):
         before = snapshot(self._tracker, (instance,)) if SESSION else None
         self._tracker.detach(instance, state)
         transitions(self, self._tracker, before)
+        if state.mapper.relationships:
+            cascade_expunge(self, instance, state.mapper)
 
     def expunge_all(self) -> None:
         """Detach everything; the transaction and its connection stay as they are."""
@@ -462,10 +464,14 @@ class Session(SessionReads, EventTarget):
         state = self._persistent_state(instance)
         keys = self._attr_keys(state, attribute_names)
         self.identity_map.unfresh(state)
+        related = related_along(instance, state.mapper, "refresh-expire") if keys is None else ()
         expire_state(instance, state, Expiry("expire"), keys)
         if keys is None:
             state.clear_history()
             self._tracker.modified.pop(state, None)
+        for item in related:  # the "refresh-expire" cascade
+            if item in self:
+                self.expire(item)
 
     def expire_all(self) -> None:
         """Expire every object in the identity map; no SQL now."""

@@ -648,3 +648,39 @@ def test_list_operation_on_the_collection(
     ids = [int(t[1]) for t in (*removed, *moved)]
     expected = book_rows(ids[: len(removed)], deleting, ids[len(removed) :], new)
     assert sk["rows"] == orm["rows"] == expected
+
+
+# -- 13. the expunge and refresh-expire cascades ---------------------------------------------
+
+
+def detach_cascades(ns: Names, engine: Engine, factory: Factory, op: str) -> Facts:
+    """expunge(ann) or expire(ann) with ann's books loaded: with cascade "all" the books
+    follow (detached, or expired); with the default cascade they stay as they were."""
+    m = factory(ns)
+    seed(engine, m)
+    f: Facts = {}
+    with ns.Session(engine) as s, Sql(engine) as sql:
+        ann = s.get(m.Author, 1)
+        b1, b3 = ann.books
+        sql.take()
+        (s.expunge if op == "expunge" else s.expire)(ann)
+        f["books"] = [(ns.api.state(b), b in s, sorted(columns(b))) for b in (b1, b3)]
+        f["sql"] = sql.take()
+    return f
+
+
+@pytest.mark.parametrize("op", ["expunge", "expire"])
+@CASCADES
+def test_expunge_and_expire_cascade(
+    fk_engine: Engine, fk_ref_engine: Engine, factory: Factory, op: str
+) -> None:
+    sk, orm = both(detach_cascades, fk_engine, fk_ref_engine, factory, op)
+    assert sk == orm
+    followed = factory is orphans
+    kept = ["author_id", "id", "title"]
+    if op == "expunge":
+        wanted = ("detached", False, kept) if followed else ("persistent", True, kept)
+    else:
+        wanted = ("persistent", True, [] if followed else kept)
+    assert orm["books"] == [wanted, wanted]
+    assert orm["sql"] == ([], 0)  # no statement, no SELECT
