@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from .state import STATE_KEY
+from .state import MAPPER_ATTR, STATE_KEY
 
 # Called with each class right after it is mapped; appended to by modules that import us.
 ON_MAPPED: Final[list[Callable[[type], None]]] = []
@@ -28,13 +28,25 @@ def mapped_copy(obj: Any) -> Any:
     """``copy.copy`` of a mapped object: values shared, its own detached state."""
     cls: Any = type(obj)
     new = cls.__new__(cls)  # as copy.copy and pickle create it: no __init__
-    d = dict(obj.__dict__)
+    d = _without_relationships(cls, obj.__dict__)
     state = d.get(STATE_KEY)
     if state is not None:
         restore, args = state.__reduce__()
         d[STATE_KEY] = restore(*args)
     new.__dict__.update(d)
     return new
+
+
+def _without_relationships(cls: Any, d: dict[str, Any]) -> dict[str, Any]:
+    """The instance dict without loaded relationships: a copy (or an unpickled object)
+    starts with them unloaded, since its collections would belong to the original, and
+    changes to them could not reach a flush."""
+    rels = cls.__sk_mapper__.relationships
+    return {k: v for k, v in d.items() if k not in rels} if rels else dict(d)
+
+
+def _getstate(self: Any) -> dict[str, Any]:
+    return _without_relationships(type(self), self.__dict__)
 
 
 def install_copy(cls: type) -> None:
@@ -47,5 +59,9 @@ def install_copy(cls: type) -> None:
 def class_mapped(cls: type) -> None:
     """Everything a newly mapped class gets here; ``map_imperatively`` calls it last."""
     install_copy(cls)
+    if cls.__dict__[MAPPER_ATTR].relationships and not any(
+        "__getstate__" in k.__dict__ for k in cls.__mro__[:-1]
+    ):
+        type.__setattr__(cls, "__getstate__", _getstate)  # pickle: as copy.copy does
     for hook in ON_MAPPED:
         hook(cls)

@@ -689,3 +689,25 @@ def test_viewonly_relationship_refuses_writes(engine: Engine) -> None:
         assert isinstance(err, sk_exc.InvalidRequestError)
         assert "Owner.pets" in str(err) and "viewonly=True" in str(err)
         assert owner.pets == []
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy"])
+def test_copies_come_back_with_relationships_unloaded(engine: Engine, how: str) -> None:
+    """sessionkit only (rel-7): a copy's collections would be lists no session tracks, so
+    they are left out; the copy is detached, its columns kept; merged, it loads them."""
+    import copy
+
+    ns = names("sessionkit")
+    m = library(ns)
+    build(engine, m, author=authors(1), book=books(1, 2))
+    with ns.Session(engine) as s:
+        a1 = s.get(m.Author, 1)
+        assert titles(a1.books) == ["book 1.0", "book 1.1"]
+        made = copy.copy(a1) if how == "copy" else copy.deepcopy(a1)
+        assert "books" in a1.__dict__  # the original keeps them
+        assert "books" not in a1.__getstate__()  # what pickle (and deepcopy) carry
+    assert "books" not in made.__dict__ and made.__dict__["name"] == "author 1"
+    assert isinstance(error(lambda: made.books), sk_exc.DetachedInstanceError)
+    with ns.Session(engine) as s2:
+        merged = s2.merge(made)
+        assert titles(merged.books) == ["book 1.0", "book 1.1"]
