@@ -225,9 +225,22 @@ def populate(
     by_value: dict[Any, list[Pair]] = {}
     none_pairs: list[Pair] = []
     single = len(local_attrs) == 1
+    pk_index = {a: i for i, a in enumerate(parent.pk_attr_keys)}
+
+    def local(d: dict[str, Any], key: Any, attr: str) -> Any:
+        """From the dict, or (an expired primary key) from the identity, not stored."""
+        if attr in d:
+            return d[attr]
+        i = pk_index.get(attr)
+        return None if i is None or key is None else key if parent.single_pk else key[i]
+
     for obj, state in pairs:
         d = obj.__dict__
-        value = d.get(local_attrs[0]) if single else tuple(d.get(a) for a in local_attrs)
+        k = state.key
+        if single:
+            value = local(d, k, local_attrs[0])
+        else:
+            value = tuple(local(d, k, a) for a in local_attrs)
         if value is None or (not single and None in value):
             none_pairs.append((obj, state))
         else:
@@ -270,14 +283,8 @@ def _fill_local_values(
     missing = [(o, s) for o, s in pairs if any(a not in o.__dict__ for a in attrs)]
     if not missing:
         return
-    pk_attrs = parent.pk_attr_keys
-    if all(a in pk_attrs for a in attrs):
-        for obj, state in missing:
-            key = (state.key,) if parent.single_pk else state.key
-            values = dict(zip(pk_attrs, key, strict=True))
-            for a in attrs:
-                obj.__dict__.setdefault(a, values[a])
-        return
+    if all(a in parent.pk_attr_index for a in attrs):
+        return  # the identity has them (populate reads them there)
     keys = [s.key for _, s in missing]
     attr_keys = parent.attr_keys
     for start in range(0, len(keys), CHUNK):
