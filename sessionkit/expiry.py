@@ -35,9 +35,7 @@ def expire_state(
     state.expired_by = expiry
     if keys is None:
         state.expired = mapper.all_attrs
-        state.committed = None
-        state.rel_changes = None
-        state.modified = False
+        state.clear_history()
         d = obj.__dict__
         if d.keys() <= mapper.dict_keys:
             # Only columns and the state are present: empty the dict and put the state

@@ -305,7 +305,7 @@ class Relationship:
         back = self.back_relationship()
         if back is not None:
             if old is NO_VALUE:
-                old = self._in_identity_map(obj, state)  # never read: found by its key
+                old = self._held_by_key(obj, state)  # never read: found by its key
             if old is not None and old is not NO_VALUE:
                 unlink(old.__dict__, back, obj)
         d[self.key] = value
@@ -415,23 +415,36 @@ class Relationship:
             if session is not None and "save-update" in self.cascades:
                 session.add(item)
 
-    def _in_identity_map(self, obj: Any, state: Any) -> Any:
-        """The object the foreign key refers to, if the session holds it (no SQL)."""
+    def _held_by_key(self, obj: Any, state: Any) -> Any:
         session = None if state.session_ref is None else state.session_ref()
-        target = self.target
-        if session is None or {r for _, r in self.pairs} != set(target.pk_columns):
+        value = self.foreign_key(obj.__dict__)
+        if session is None or value is NO_VALUE or value is None:
             return NO_VALUE
-        d = obj.__dict__
-        assert self.parent is not None
-        by_remote = {r: d.get(self.parent.attr_for_column[c]) for c, r in self.pairs}
-        values = tuple(by_remote[c] for c in target.pk_columns)
-        if None in values:
-            return NO_VALUE
-        ref = (session.identity_map.by_mapper.get(target) or {}).get(
-            values[0] if target.single_pk else values
-        )
-        found = None if ref is None else ref()
+        found = self.held_target(session.identity_map, value)
         return NO_VALUE if found is None else found
+
+    def foreign_key(self, d: dict[str, Any]) -> Any:
+        """A many-to-one's foreign-key value in instance dict ``d``: a scalar for one
+        column, a tuple otherwise; NO_VALUE when a column is not loaded."""
+        assert self.parent is not None
+        attrs = [self.parent.attr_for_column[c] for c, _ in self.pairs]
+        if any(a not in d for a in attrs):
+            return NO_VALUE
+        return d[attrs[0]] if len(attrs) == 1 else tuple(d[a] for a in attrs)
+
+    def held_target(self, imap: Any, value: Any) -> Any:
+        """The object a many-to-one's foreign-key ``value`` names, if the identity map
+        holds it (and it is not deleted); None otherwise, or when the foreign key does
+        not refer to the target's primary key."""
+        order = self.pk_order
+        if order is None:
+            return None
+        key = value if self.target.single_pk else tuple(value[i] for i in order)
+        ref = (imap.by_mapper.get(self.target) or {}).get(key)
+        found = None if ref is None else ref()
+        if found is None or found.__dict__[STATE_KEY].deleted:
+            return None
+        return found
 
     def remote_values(self, target: Any) -> list[Any] | None:
         """The foreign-key values a many-to-one's ``target`` gives (see key_values)."""
@@ -496,6 +509,12 @@ class Relationship:
             uselist = self.direction != MANY_TO_ONE
         self.uselist = uselist
         self.order_by = self._order_by()
+        refs = [r for _, r in self.pairs]
+        # Where each primary-key column of the target sits among a many-to-one's foreign
+        # key values, when they refer to exactly its primary key (identity-map lookups).
+        self.pk_order: list[int] | None = None
+        if self.direction == MANY_TO_ONE and set(refs) == set(target.pk_columns):
+            self.pk_order = [refs.index(c) for c in target.pk_columns]
         if self.direction == ONE_TO_MANY and not self.viewonly:
             target.synced_by_parents = True  # its flush looks for parents' changes
         self.configured = True

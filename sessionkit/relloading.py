@@ -26,7 +26,7 @@ from .loader import load_rows
 from .loading import fetch_plain, select_by_pks
 from .relationships import Relationship
 from .relcoll import list_class, new_list
-from .state import STATE_KEY, InstanceState, Loaded, Tree, get_state
+from .state import NO_VALUE, STATE_KEY, InstanceState, Loaded, Tree, get_state
 
 if TYPE_CHECKING:
     from .identity import IdentityMap
@@ -331,20 +331,13 @@ def _load_many_to_one(
     target = rel.target
     remote = [r for _, r in rel.pairs]
     found: dict[Any, Any] = {}
-    wanted = values
-    if set(remote) == set(target.pk_columns):
-        order = [remote.index(c) for c in target.pk_columns]
-        sub = imap.by_mapper.get(target) or {}
-        wanted = []
-        for value in values:
-            key = value if target.single_pk else tuple(value[i] for i in order)
-            ref = sub.get(key)
-            obj = None if ref is None else ref()
-            st = None if obj is None else obj.__dict__.get(STATE_KEY)
-            if obj is not None and not (st is not None and st.deleted):
-                found[value] = obj
-            else:
-                wanted.append(value)
+    wanted = []
+    for value in values:
+        held = rel.held_target(imap, value)
+        if held is None:
+            wanted.append(value)
+        else:
+            found[value] = held
     if not wanted:
         return found
     positions = [target.columns.index(c) for c in remote]
@@ -441,52 +434,31 @@ def load_lazy(
 def from_identity_map(imap: IdentityMap, obj: Any, rel: Relationship) -> bool:
     """A many-to-one whose foreign key is loaded and names an object the identity map
     holds (or is NULL): set it, with no SQL and no autoflush. False otherwise."""
-    if rel.direction != MANY_TO_ONE or rel.uselist:
+    if rel.direction != MANY_TO_ONE or rel.uselist or strategy_for(obj, rel)[0] == "raise":
         return False
-    strategy, _ = strategy_for(obj, rel)
-    if strategy == "raise":
-        return False
-    parent = rel.parent
-    assert parent is not None
     d = obj.__dict__
-    attrs = [parent.attr_for_column[c] for c, _ in rel.pairs]
-    if any(a not in d for a in attrs):
+    value = rel.foreign_key(d)
+    if value is NO_VALUE:
         return False
-    values = [d[a] for a in attrs]
-    if None in values:
-        d[rel.key] = None
-        return True
-    target = rel.target
-    remote = [r for _, r in rel.pairs]
-    if set(remote) != set(target.pk_columns):
-        return False
-    by_col = dict(zip(remote, values, strict=True))
-    key = tuple(by_col[c] for c in target.pk_columns)
-    ref = (imap.by_mapper.get(target) or {}).get(key[0] if target.single_pk else key)
-    found = None if ref is None else ref()
-    st = None if found is None else found.__dict__.get(STATE_KEY)
-    if found is None or (st is not None and st.deleted):
+    found = None if _null(value) else rel.held_target(imap, value)
+    if found is None and not _null(value):
         return False
     d[rel.key] = found
     return True
+
+
+def _null(value: Any) -> bool:
+    return value is None or (isinstance(value, tuple) and None in value)
 
 
 def _in_map_only(imap: IdentityMap, obj: Any, rel: Relationship) -> bool:
     """raiseload(sql_only=True): a many-to-one found in the identity map is allowed."""
     if rel.direction != MANY_TO_ONE:
         return False
-    parent = rel.parent
-    assert parent is not None
-    d = obj.__dict__
-    values = [d.get(parent.attr_for_column[c], None) for c, _ in rel.pairs]
-    if None in values:
-        return True
-    target = rel.target
-    if {r for _, r in rel.pairs} != set(target.pk_columns):
+    value = rel.foreign_key(obj.__dict__)
+    if value is NO_VALUE:
         return False
-    key = values[0] if target.single_pk else tuple(values)
-    ref = (imap.by_mapper.get(target) or {}).get(key)
-    return ref is not None and ref() is not None
+    return _null(value) or rel.held_target(imap, value) is not None
 
 
 # -- statements of the Session ------------------------------------------------------------
