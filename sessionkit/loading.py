@@ -58,15 +58,29 @@ def select_by_pk(
         )
         stmt = mapper.statement_cache[cache_key] = select(*cols).where(where)
     assert isinstance(stmt, Select)
-    if lock is not None:
-        return stmt.with_for_update(
-            nowait=lock.nowait,
-            read=lock.read,
-            of=cast(Any, lock.of),  # already coerced: a list of columns or tables
-            skip_locked=lock.skip_locked,
-            key_share=lock.key_share,
+    return stmt if lock is None else _locked(stmt, lock)
+
+
+def select_entity_by_pk(mapper: Mapper, lock: ForUpdateArg | None = None) -> Select[Any]:
+    """``select(Entity).where(pk = :pk_1)``: a get() that loads relationships with it."""
+    stmt = mapper.statement_cache.get("entity_by_pk")
+    if stmt is None:
+        where = and_(
+            *(c == bindparam(f"pk_{i}", type_=c.type) for i, c in enumerate(mapper.pk_columns, 1))
         )
-    return stmt
+        stmt = mapper.statement_cache["entity_by_pk"] = select(mapper.selectable).where(where)
+    assert isinstance(stmt, Select)
+    return stmt if lock is None else _locked(stmt, lock)
+
+
+def _locked(stmt: Select[Any], lock: ForUpdateArg) -> Select[Any]:
+    return stmt.with_for_update(
+        nowait=lock.nowait,
+        read=lock.read,
+        of=cast(Any, lock.of),  # already coerced: a list of columns or tables
+        skip_locked=lock.skip_locked,
+        key_share=lock.key_share,
+    )
 
 
 _FOR_UPDATE_KEYS = ("nowait", "read", "of", "skip_locked", "key_share")
@@ -181,27 +195,39 @@ def execute(
         assert plan is not None  # FromStatement refuses a select without an entity
     else:
         return conn.execute(statement, params, execution_options=opts)
-    # Checked before any SQL: a loader option that fits no entity is an error.
-    prepared = None if relations is None else relations(conn, imap, modified, plan, select_)
-    if select_ is statement:
-        cursor = conn.execute(statement, params, execution_options=opts)
-    else:
-        assert isinstance(statement, FromStatement)
-        cursor = statement.columns_of(conn.execute(statement, params, execution_options=opts))
     own = statement.get_execution_options()
     populate = bool(opts.get("populate_existing") or own.get("populate_existing"))
     yield_per = opts.get("yield_per", own.get("yield_per"))
-    trees, after = (None, None) if prepared is None else prepared
+    # Checked before any SQL: a loader option that fits no entity is an error.
+    prepared = (
+        None
+        if relations is None
+        else relations(conn, imap, modified, plan, select_, populate, select_ is statement)
+    )
+    trees, after, joins = (None, None, None) if prepared is None else prepared
+    if joins is not None and joins.collections and yield_per:
+        raise InvalidRequestError(
+            "Can't use yield_per with eager loaders that require uniquing or row "
+            "buffering, including joinedload() against collections: a parent's rows "
+            "could span two batches. Use selectinload() for the collection(s)."
+        )
+    if select_ is statement:
+        run = statement if joins is None else joins.statement
+        cursor = conn.execute(run, params, execution_options=opts)
+    else:
+        assert isinstance(statement, FromStatement)
+        cursor = statement.columns_of(conn.execute(statement, params, execution_options=opts))
     keys, build = _builder(plan, select_, cursor, imap, populate, modified, trees)
     plain = driver_rows_suffice(cursor)
     generation = imap.generation
+    width = None if joins is None else joins.width
 
     def checked(rows: Sequence[Sequence[Any]]) -> list[Any]:
         if imap.generation != generation:
             raise _map_gone(plan)
-        out = build(rows)
+        out = build(rows if width is None else [r[:width] for r in rows])
         if after is not None:
-            after(out)
+            after(out, rows)
         return out
 
     # Called by the result with its yield_per (None for everything), as the ORM's is.
@@ -215,16 +241,37 @@ def execute(
                 return
             yield checked(rows)
 
+    # unique() tells objects apart by identity, as the ORM's results do: a mapped
+    # class's own __eq__ / __hash__ (or lack of one) plays no part.
+    filters = [id] if len(plan) == 1 else _unique_filters(plan)
     result: Result[Any] = ChunkedIteratorResult(
-        SimpleResultMetaData(keys),
+        SimpleResultMetaData(keys, _create_unique_filters=lambda _result: filters),
         chunks,
         source_supports_scalars=len(plan) == 1,
         raw=cursor,
         dynamic_yield_per=cursor.context._is_server_side,
     )
+    if joins is not None and joins.collections:
+        result._unique_filter_state = (set(), require_unique)
     if yield_per:
         result = result.yield_per(yield_per)
     return result
+
+
+def _unique_filters(plan: Plan) -> list[Any]:
+    out: list[Any] = []
+    for mapper, width, _ in plan:
+        out.extend([id] if mapper is not None else [None] * width)
+    return out
+
+
+def require_unique(_row: Any) -> Any:
+    """The result's unique filter until ``unique()`` replaces it, as the ORM's."""
+    raise InvalidRequestError(
+        "The unique() method must be invoked on this Result, as it contains results that "
+        "include joined eager loads against collections: each parent comes once per "
+        "member of its joined collection. Call result.unique() (or use selectinload())."
+    )
 
 
 def _map_gone(plan: Plan) -> InvalidRequestError:

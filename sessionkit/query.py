@@ -14,6 +14,8 @@ from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, Select, delete, func, sel
 from .exc import InvalidRequestError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import ScalarResult
+
     from .mapping import Mapper
     from .session import Session
 
@@ -61,24 +63,33 @@ class Query(Generic[_T]):
     def offset(self, offset: int | None) -> Query[_T]:
         return self._with(self.statement.offset(offset))
 
+    def options(self, *options: Any) -> Query[_T]:
+        """Loader options (``joinedload(...)`` and the others), as on a select()."""
+        return self._with(self.statement.options(*options))
+
     def populate_existing(self) -> Query[_T]:
         return self._with(self.statement.execution_options(populate_existing=True))
 
     def all(self) -> list[_T]:
-        return list(self.session.execute(self.statement).scalars().all())
+        return list(self._scalars(self.statement).all())
 
     def __iter__(self) -> Iterator[_T]:
         return iter(self.all())
 
     def first(self) -> _T | None:
-        return self.session.execute(self.statement.limit(1)).scalars().first()
+        return self._scalars(self.statement.limit(1)).first()
 
     def one(self) -> _T:
-        obj: _T = self.session.execute(self.statement).scalar_one()
+        obj: _T = self._scalars(self.statement).one()
         return obj
 
     def one_or_none(self) -> _T | None:
-        return self.session.execute(self.statement).scalar_one_or_none()
+        return self._scalars(self.statement).one_or_none()
+
+    def _scalars(self, statement: Select[Any]) -> ScalarResult[_T]:
+        """The objects, each once: the legacy Query de-duplicates its entities (a join
+        to a collection repeats them), as the reference's does."""
+        return self.session.execute(statement).scalars().unique()
 
     def get(self, ident: Any) -> _T | None:
         return self.session.get(self.mapper.class_, ident)

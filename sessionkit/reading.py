@@ -20,14 +20,21 @@ from typing_extensions import Never, TypeVarTuple, Unpack
 from .bulk import MAPPER_KEY, run_dml
 from .exc import NoResultFound, ObjectDeletedError, warn
 from .loader import load_rows
-from .loading import apply_loaded, execute, fetch_by_pk, for_update_arg
+from .loading import (
+    apply_loaded,
+    execute,
+    fetch_by_pk,
+    for_update_arg,
+    pk_params,
+    select_entity_by_pk,
+)
 from .mapping import Mapper, mapper_of_class
 from .query import Query
-from .relloading import from_identity_map, load_lazy, prepare
+from .relloading import eager_by_default, from_identity_map, load_lazy, prepare
 from .state import STATE_KEY
 
 if TYPE_CHECKING:
-    from sqlalchemy.sql.selectable import ForUpdateParameter, TypedReturnsRows
+    from sqlalchemy.sql.selectable import ForUpdateArg, ForUpdateParameter, TypedReturnsRows
 
     from .identity import IdentityMap, Ref
     from .relationships import Relationship
@@ -99,12 +106,33 @@ class SessionReads:
             if obj is not None:
                 return self._get_mapped(obj, mapper, key)  # type: ignore[no-any-return]
         self._autoflush()
+        if mapper.relationships and eager_by_default(mapper):
+            return self._get_eager(mapper, key, lock, populate_existing)  # type: ignore[no-any-return]
         row = fetch_by_pk(self.connection(), mapper, key, mapper.attr_keys, lock)
         if row is None:
             return None
         tracker = self._tracker
         objs = load_rows(tracker.identity_map, mapper, (row,), populate_existing, tracker.modified)
         return objs[0]  # type: ignore[no-any-return]
+
+    def _get_eager(
+        self, mapper: Mapper, key: Any, lock: ForUpdateArg | None, populate: bool
+    ) -> Any:
+        """get() of a class with ``lazy="joined"`` or ``"selectin"`` relationships: they
+        load with the object, as the reference's get() loads them."""
+        stmt = select_entity_by_pk(mapper, lock)
+        opts = {"populate_existing": True} if populate else {}
+        conn, tracker = self.connection(), self._tracker
+        result = execute(
+            conn,
+            stmt,
+            pk_params(mapper, key),
+            opts,
+            tracker.identity_map,
+            tracker.modified,
+            prepare,
+        )
+        return result.unique().scalars().first()
 
     def get_one(
         self,

@@ -45,18 +45,17 @@ if TYPE_CHECKING:
 # sessionkit's default: a read loads the attribute for every object of the same result or
 # expiry still lacking it, in one SELECT per batch.
 LAZY_BATCH: Final = "batch"
-LAZY_STRATEGIES: Final = frozenset({LAZY_BATCH, "select", "selectin", "raise", "raise_on_sql"})
-_LAZY_ALIASES = {True: "select", "True": "select"}
+LAZY_STRATEGIES: Final = frozenset(
+    {LAZY_BATCH, "select", "selectin", "joined", "raise", "raise_on_sql"}
+)
+_LAZY_ALIASES = {True: "select", "True": "select", False: "joined", "False": "joined"}
 _REFUSED_LAZY = {
-    "joined": "joined eager loading is not available yet; use lazy='selectin' (one extra "
-    "SELECT per relationship at query time) or the default batched loading",
     "subquery": "use lazy='selectin' instead, which the ORM also recommends over 'subquery'",
     "dynamic": "dynamic relationships are not mapped by sessionkit; query the related class "
     "with select() and a WHERE on the foreign key",
     "write_only": "write-only relationships are not mapped by sessionkit; query the related "
     "class with select() and a WHERE on the foreign key",
     "noload": "'noload' is legacy in the ORM; use lazy='raise' to forbid loading",
-    False: "lazy=False means joined eager loading, which is not available yet; use lazy='selectin'",
 }
 # Arguments of the ORM's relationship() that sessionkit does not implement; each refused
 # by name so that nothing is silently ignored.

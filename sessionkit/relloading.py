@@ -20,12 +20,14 @@ from sqlalchemy import Select, and_, bindparam, or_, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.base import ExecutableOption
 
+from .aliasing import ALIAS_KEY
 from .exc import ArgumentError
 from .joins import MANY_TO_MANY, MANY_TO_ONE
 from .loader import load_rows
 from .loading import fetch_plain, select_by_pks
 from .relationships import Relationship
 from .relcoll import list_class, new_list
+from .reljoin import JOINED, Joins, add_joins, apply_joined, strategy_of
 from .state import NO_VALUE, STATE_KEY, InstanceState, Loaded, Tree, get_state
 
 if TYPE_CHECKING:
@@ -61,8 +63,8 @@ class LoaderOption(ExecutableOption):
     def lazyload(self, *attrs: Any) -> LoaderOption:
         return self._chain("select", attrs)
 
-    def joinedload(self, *attrs: Any, **kw: Any) -> LoaderOption:
-        raise _no_joinedload()
+    def joinedload(self, *attrs: Any, innerjoin: bool = False) -> LoaderOption:
+        return self._chain(_joined(innerjoin), attrs)
 
     def __repr__(self) -> str:
         return " -> ".join(f"{s}({a if isinstance(a, str) else a.name})" for a, s in self.path)
@@ -82,11 +84,14 @@ def _steps(strategy: str, attrs: tuple[Any, ...]) -> tuple[tuple[Any, str], ...]
     return tuple(out)
 
 
-def _no_joinedload() -> ArgumentError:
-    return ArgumentError(
-        "joinedload() is not available in sessionkit yet; use selectinload() (one extra "
-        "SELECT per relationship, none afterwards) or rely on the batched default."
-    )
+def _joined(innerjoin: bool) -> str:
+    if innerjoin:
+        raise ArgumentError(
+            "joinedload(innerjoin=True) is not supported: sessionkit always joins with "
+            "LEFT OUTER JOIN, which loads the same objects (the database's planner "
+            "treats a join on a NOT NULL foreign key alike). Drop innerjoin=True."
+        )
+    return JOINED
 
 
 def selectinload(*attrs: Any) -> LoaderOption:
@@ -104,8 +109,10 @@ def lazyload(*attrs: Any) -> LoaderOption:
     return LoaderOption(_steps("select", attrs))
 
 
-def joinedload(*attrs: Any, **kw: Any) -> LoaderOption:
-    raise _no_joinedload()
+def joinedload(*attrs: Any, innerjoin: bool = False) -> LoaderOption:
+    """Load the relationship in the same SELECT, through a LEFT OUTER JOIN; a result
+    with a joined collection must be ``unique()``-d."""
+    return LoaderOption(_steps(_joined(innerjoin), attrs))
 
 
 def option_tree(mapper: Mapper, options: Sequence[Any]) -> Tree:
@@ -124,14 +131,6 @@ def option_tree(mapper: Mapper, options: Sequence[Any]) -> Tree:
             node[key] = (strategy, sub)
             node = sub
     return tree
-
-
-def strategy_of(rel: Relationship, tree: Tree | None) -> tuple[str, Tree]:
-    if tree:
-        found = tree.get(rel.key) or tree.get("*")
-        if found is not None:
-            return found
-    return rel.lazy, {}
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -341,15 +340,57 @@ def _load_many_to_one(
     if not wanted:
         return found
     positions = [target.columns.index(c) for c in remote]
+    base, joins = _with_joins(select(*target.columns), target, tree, len(target.columns))
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        stmt: Select[Any] = select(*target.columns).where(_in_clause(remote, chunk, conn.dialect))
+        stmt = base.where(_in_clause(remote, chunk, conn.dialect))
         rows = fetch_plain(conn.execute(stmt, _params(remote, chunk)))
-        objs = load_rows(imap, target, list(rows), False, modified, tree)
+        parts = list(rows) if joins is None else [r[: joins.width] for r in rows]
+        objs = load_rows(imap, target, parts, False, modified, tree)
         for row, obj in zip(rows, objs, strict=True):
             found[_row_value(row, positions)] = obj
-        eager_load(conn, imap, modified, target, objs, tree)
+        _after_load(conn, imap, modified, target, joins, rows, objs, tree)
     return found
+
+
+def _with_joins(
+    base: Select[Any], target: Mapper, tree: Tree, width: int
+) -> tuple[Select[Any], Joins | None]:
+    """``base`` (selecting ``target``'s table, its columns first) with the joins of
+    ``target``'s joined relationships, if any."""
+    if not target.relationships:
+        return base, None
+    joins = add_joins(base, [(0, target, _same, tree)], width)
+    return (base, None) if joins is None else (joins.statement, joins)
+
+
+def _same(column: Any) -> Any:
+    return column
+
+
+def _after_load(
+    conn: Connection,
+    imap: IdentityMap,
+    modified: dict[InstanceState, Any],
+    mapper: Mapper,
+    joins: Joins | None,
+    rows: Sequence[Sequence[Any]],
+    objs: list[Any],
+    tree: Tree,
+    populate: bool = False,
+    position: int = 0,
+) -> None:
+    """The loads of ``objs``' relationships that come with their query: the joined
+    ones from ``rows``, then the selectin ones."""
+    if joins is not None:
+        for pos, joined in joins.by_position:
+            if pos == position:
+
+                def eager(m: Mapper, found: list[Any], sub: Tree) -> None:
+                    eager_load(conn, imap, modified, m, found, sub)
+
+                apply_joined(imap, modified, joined, rows, objs, populate, eager)
+    eager_load(conn, imap, modified, mapper, objs, tree)
 
 
 def _row_value(row: Sequence[Any], positions: list[int]) -> Any:
@@ -383,14 +424,18 @@ def _load_collections(
         positions = [target.columns.index(c) for c in keycols]
     if rel.order_by:
         base = base.order_by(*rel.order_by)
+    base, joins = _with_joins(base, target, tree, len(base.selected_columns))
+    sliced = joins is not None or rel.direction == MANY_TO_MANY
     grouped: dict[Any, list[Any]] = {}
     for start in range(0, len(values), CHUNK):
         chunk = values[start : start + CHUNK]
         stmt = base.where(_in_clause(keycols, chunk, conn.dialect))
         rows = fetch_plain(conn.execute(stmt, _params(keycols, chunk)))
-        parts = [r[:width] for r in rows] if rel.direction == MANY_TO_MANY else list(rows)
+        parts = [r[:width] for r in rows] if sliced else list(rows)
         objs = load_rows(imap, target, parts, False, modified, tree)
-        if len(positions) == 1:
+        if joins is not None and joins.collections:
+            _group_distinct(grouped, rows, objs, positions)
+        elif len(positions) == 1:
             pos = positions[0]
             for row, obj in zip(rows, objs, strict=True):
                 found = grouped.get(row[pos])
@@ -401,8 +446,23 @@ def _load_collections(
         else:
             for row, obj in zip(rows, objs, strict=True):
                 grouped.setdefault(_row_value(row, positions), []).append(obj)
-        eager_load(conn, imap, modified, target, objs, tree)
+        _after_load(conn, imap, modified, target, joins, rows, objs, tree)
     return grouped
+
+
+def _group_distinct(
+    grouped: dict[Any, list[Any]],
+    rows: Sequence[Sequence[Any]],
+    objs: list[Any],
+    positions: list[int],
+) -> None:
+    """Group rows that a joined collection repeats: each member once per parent."""
+    seen: set[tuple[Any, int]] = set()
+    for row, obj in zip(rows, objs, strict=True):
+        value = _row_value(row, positions)
+        if (value, id(obj)) not in seen:
+            seen.add((value, id(obj)))
+            grouped.setdefault(value, []).append(obj)
 
 
 def strategy_for(obj: Any, rel: Relationship) -> tuple[str, Tree]:
@@ -429,6 +489,12 @@ def load_lazy(
     else:
         pairs = siblings(imap, obj, state, rel)
     populate(conn, imap, modified, rel, pairs, sub)
+
+
+def eager_by_default(mapper: Mapper) -> bool:
+    """Whether a relationship of ``mapper`` loads with the object (``lazy="joined"`` or
+    ``"selectin"``)."""
+    return any(r.lazy in ("joined", "selectin") for r in mapper.relationships.values())
 
 
 def from_identity_map(imap: IdentityMap, obj: Any, rel: Relationship) -> bool:
@@ -464,7 +530,9 @@ def _in_map_only(imap: IdentityMap, obj: Any, rel: Relationship) -> bool:
 # -- statements of the Session ------------------------------------------------------------
 
 Plan = list[tuple["Mapper | None", int, "str | None"]]
-Prepared = tuple[dict[Any, Tree], Any]
+# The option tree of each class, what runs on each batch of built objects (given them
+# and the rows), and the joins added to the statement (None: it runs as it is).
+Prepared = tuple[dict[Any, Tree], Any, Joins | None]
 
 
 def prepare(
@@ -473,10 +541,14 @@ def prepare(
     modified: dict[InstanceState, Any],
     plan: Plan,
     statement: Select[Any],
+    populate: bool,
+    rewritable: bool,
 ) -> Prepared | None:
     """For a select of mapped classes: the option tree of each class with relationships,
-    and what runs on each batch of built objects (the query-time loads). None when no
-    class of the result has relationships and no option is given: nothing to do."""
+    the joins of its joined ones, and what runs on each batch of built objects (the
+    query-time loads). None when no class of the result has relationships and no option
+    is given: nothing to do. ``rewritable``: False for ``from_statement()``, whose SQL is
+    the user's."""
     options = [o for o in statement._with_options if isinstance(o, LoaderOption)]
     mappers = [m for m, _, _ in plan]
     if options:
@@ -495,11 +567,30 @@ def prepare(
     if not trees:
         return None
     positions = [(i, m, trees[m]) for i, m in enumerate(mappers) if m in trees]
+    width = sum(w for _, w, _ in plan)
+    roots_ = [(i, m, _columns_of(statement, i), t) for i, m, t in positions]
+    joins = add_joins(statement, roots_, width)
+    if joins is not None and not rewritable:
+        names = ", ".join(j.rel.name for _, js in joins.by_position for j in js)
+        raise ArgumentError(
+            f"from_statement() runs its statement as written, so it cannot join {names} "
+            f"(joinedload() or lazy='joined'); use selectinload() for them."
+        )
     single = len(plan) == 1
 
-    def after(out: list[Any]) -> None:
+    def after(out: list[Any], rows: Sequence[Sequence[Any]]) -> None:
         for i, mapper, tree in positions:
             objs = out if single else [row[i] for row in out]
-            eager_load(conn, imap, modified, mapper, objs, tree)
+            _after_load(conn, imap, modified, mapper, joins, rows, objs, tree, populate, i)
 
-    return trees, after
+    return trees, after, joins
+
+
+def _columns_of(statement: Select[Any], position: int) -> Any:
+    """The statement's column for each mapped column of the entity at ``position``."""
+    entity = statement._raw_columns[position]._annotations.get(ALIAS_KEY)
+    if entity is None:
+        return _same
+    index = {c: i for i, c in enumerate(entity.mapper.columns)}
+    columns = entity.columns
+    return lambda c: columns[index[c]]

@@ -33,6 +33,7 @@ class Names:
     declarative_base: Any
     relationship: Any
     selectinload: Any
+    joinedload: Any
     raiseload: Any
     lazyload: Any
     inspect: Any
@@ -56,6 +57,7 @@ def names(library: str) -> Names:
             declarative_base=orm.declarative_base,
             relationship=orm.relationship,
             selectinload=orm.selectinload,
+            joinedload=orm.joinedload,
             raiseload=orm.raiseload,
             lazyload=orm.lazyload,
             inspect=reference.ORM.inspect,
@@ -77,6 +79,7 @@ def names(library: str) -> Names:
         declarative_base=sessionkit.declarative_base,
         relationship=sessionkit.relationship,
         selectinload=sessionkit.selectinload,
+        joinedload=sessionkit.joinedload,
         raiseload=sessionkit.raiseload,
         lazyload=sessionkit.lazyload,
         inspect=sessionkit.inspect,

@@ -43,6 +43,7 @@ LAYERS = [
     "evaluate",
     "bulk",
     "loading",
+    "reljoin",
     "relloading",
     "rejected",
     "statements",
