@@ -305,6 +305,9 @@ class Relationship:
         if back is not None:
             if old is NO_VALUE:
                 old = self._held_by_key(obj, state)  # never read: found by its key
+                if old is value:  # the object its key names already: nothing changes
+                    d[self.key] = value
+                    return
             if old is not None and old is not NO_VALUE:
                 unlink(old.__dict__, back, obj)
         d[self.key] = value

@@ -36,6 +36,7 @@ from .loading import (
     reload_expired,
 )
 from .mapping import mapper_of, state_of
+from .merging import merge
 from .reading import SessionReads
 from .relsync import cascade_delete, cascade_expunge, cascade_targets, related_along
 from .state import MAPPER_ATTR, NO_VALUE, STATE_KEY, Expiry, InstanceState, Loaded, state_str
@@ -569,47 +570,14 @@ class Session(SessionReads, EventTarget):
     # -- merging -------------------------------------------------------------------------
 
     def merge(self, instance: _T, *, load: bool = True) -> _T:
-        """Copy ``instance``'s loaded state onto this session's object for the same key.
+        """Copy ``instance``'s loaded state onto this session's object for the same key,
+        and along relationships with the ``merge`` cascade, the related objects'.
 
         Returns the session's own object (found in the identity map, loaded with a
         SELECT, or created pending when no row exists); ``instance`` itself is left as
         it was. ``load=False`` trusts the given values and emits no SQL.
         """
-        state = state_of(instance)
-        mapper = state.mapper
-        src = instance.__dict__
-        if self._tracker.contains(instance, state):
-            return instance
-        if load:
-            self._autoflush()
-        elif state.key is None:
-            raise InvalidRequestError(
-                f"merge() with load=False option does not support objects transient (i.e. "
-                f"unpersisted) objects: {state_str(instance)} has never been flushed. flush() "
-                f"all changes on mapped instances before merging with load=False."
-            )
-        elif state.modified:
-            raise InvalidRequestError(
-                f"merge() with load=False option does not support objects marked as 'dirty': "
-                f"{state_str(instance)} has unflushed changes. Flush them in its own session "
-                f"first, or merge with load=True."
-            )
-        key = state.key if state.key is not None else mapper.key_from_dict(src)
-        merged: Any = None
-        if key is not None:
-            merged = self.identity_map.lookup(mapper, key)
-            if merged is None and load:
-                merged = self.get(mapper.class_, key)
-        self._autobegin()
-        values = [(k, src[k]) for k in mapper.attr_keys if k in src]
-        if not load:
-            return self._tracker.merge_loaded(mapper, key, merged, values)  # type: ignore[no-any-return]
-        if merged is None:
-            merged = object.__new__(mapper.class_)
-            self.add(merged)
-        for k, v in values:
-            setattr(merged, k, v)
-        return merged  # type: ignore[no-any-return]
+        return merge(self, instance, load)  # type: ignore[no-any-return]
 
     # -- collections ---------------------------------------------------------------------
 

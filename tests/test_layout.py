@@ -52,6 +52,7 @@ LAYERS = [
     "transaction",
     "query",
     "reading",
+    "merging",
     "session",
     "objects",
     "scoping",
