@@ -314,6 +314,8 @@ class Relationship:
         session = changed(obj, state, self.key, True)
         if back is not None and value is not None:
             link(value, back, obj)
+            if session is None and cascade and back.uselist:
+                _note_stray(value, back, obj, self.key)
         if cascade and session is not None and value is not None and "save-update" in self.cascades:
             session.add(value)
 
@@ -633,3 +635,13 @@ def install(
         rel.set_parent(mapper, key)
         type.__setattr__(mapper.class_, key, rel)
     mapper.add_relationships(rels)
+
+
+def _note_stray(parent: Any, back: Relationship, child: Any, key: str) -> None:
+    """``child`` (in no session) was given ``parent`` through its many-to-one ``key``,
+    which puts it into ``parent``'s collection ``back`` (now, or when loaded): the flush
+    of ``parent``'s session will warn that it is not added, as the ORM's does."""
+    state = parent.__dict__.get(STATE_KEY)
+    session = None if state is None or state.session_ref is None else state.session_ref()
+    if session is not None:
+        session._tracker.strays.append((weakref.ref(child), back, weakref.ref(parent), key))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert
 
+from .exc import warn
 from .joins import MANY_TO_MANY, MANY_TO_ONE
 from .relcoll import changed, child_state, key_values
 from .state import NO_VALUE, STATE_KEY, Loaded
@@ -138,6 +139,23 @@ def _members(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]
+
+
+def warn_strays(session: Any, tracker: Any) -> None:
+    """The ORM's warning for an object outside the session that only a back reference
+    puts into a collection (``book.author = ann`` on a transient book): the flush does
+    not add it. Once per assignment, at the next flush."""
+    strays, tracker.strays = tracker.strays, []
+    for child_ref, rel, parent_ref, key in strays:
+        child, parent = child_ref(), parent_ref()
+        if child is None or parent is None or child in session or parent not in session:
+            continue
+        if child.__dict__.get(key) is parent:
+            warn(
+                f"Object of type <{type(child).__name__}> not in session, add operation "
+                f"along '{rel.name}' will not proceed (add it to the session, or append "
+                f"it to the collection, which cascades)"
+            )
 
 
 def prepare_flush(session: Any, tracker: Any, conn: Any) -> None:

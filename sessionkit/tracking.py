@@ -65,6 +65,9 @@ class Tracker:
         # (object, relationship) pairs removed from a delete-orphan collection: the next
         # flush deletes those that are still without a parent (relsync.prepare_flush).
         self.orphans: list[tuple[Any, Any]] = []
+        # (child, collection, parent, many-to-one key): an object outside the session
+        # that a back reference puts into a collection of the session's (warn_strays).
+        self.strays: list[tuple[Any, Any, Any, str]] = []
         # The innermost open level of the session's transaction tree, or None.
         self.transaction: SessionTransaction | None = None
         self.flushing = False
@@ -132,6 +135,7 @@ class Tracker:
         self.deleted.clear()
         self.modified.clear()
         self.orphans.clear()
+        self.strays.clear()
 
     def merge_loaded(
         self, mapper: Mapper, key: Any, merged: Any, values: list[tuple[str, Any]]
@@ -172,6 +176,7 @@ class Tracker:
         With ``dirty_only`` (a SAVEPOINT rollback) marked objects go back into the map
         and changed ones expire; otherwise everything expires afterwards anyway.
         """
+        self.strays.clear()  # the assignments are undone with the rest
         self.identity_map.forget_fresh()
         for state in self.new:
             state.session_ref = None

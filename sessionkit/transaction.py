@@ -33,7 +33,7 @@ from .firing import (
 from .flush import UnitOfWork
 from .gcpause import paused
 from .hooks import SESSION
-from .relsync import prepare_flush
+from .relsync import prepare_flush, warn_strays
 from .state import Expiry
 from .tracking import Recorder, Tracker, UndoLog
 
@@ -245,6 +245,8 @@ class SessionTransaction:
         tracker = self.tracker
         if tracker.flushing:
             raise InvalidRequestError("Session is already flushing")
+        if tracker.strays:
+            warn_strays(self.session, tracker)
         if not tracker.has_work():
             return
         self._check_active()

@@ -1,5 +1,6 @@
 """Relationships: ``session.merge()`` of a detached author with its loaded books (the
-``merge`` cascade, part of the default ``"save-update, merge"``), against the ORM.
+``merge`` cascade, part of the default ``"save-update, merge"``), and ``refresh()`` along
+``refresh-expire``, against the ORM.
 
 The author is loaded with its books in one session and closed; its books are changed
 while detached (a title changed, a book removed, a new one appended), then it is merged
@@ -13,7 +14,7 @@ from typing import Any
 
 from models_rel import Names
 from sqlalchemy import Engine, select
-from test_relationship_collections import CASCADES, Factory, flush_facts, shelf, states
+from test_relationship_collections import CASCADES, Factory, flush_facts, orphans, shelf, states
 from test_relationship_loading import both, titles
 from test_relationship_writes import SEEDED, Sql, committed, seed
 
@@ -109,3 +110,29 @@ def test_merge_follows_cycles_once(fk_engine: Engine, fk_ref_engine: Engine) -> 
     assert sk == orm
     assert sk["merge sql"] == ([], 2) and sk["sql"] == ([], 1)
     assert sk["same"] and sk["books"] == ["b1", "b3"]
+
+
+def refresh_cascade(ns: Names, engine: Engine) -> Facts:
+    """refresh(ann) with cascade "all" (refresh-expire): her loaded books expire too,
+    a change of one is forgotten, and they load again one by one when read."""
+    m = orphans(ns)
+    seed(engine, m)
+    with ns.Session(engine) as s, Sql(engine) as sql:
+        ann = s.scalars(select(m.Author).where(m.Author.id == 1)).one()
+        books = list(ann.books)
+        sql.take()
+        books[0].title = "changed"
+        s.refresh(ann)
+        f: Facts = {"refresh sql": sql.take()}
+        f["unloaded"] = [sorted(ns.inspect(o).unloaded) for o in (ann, *books)]
+        f["dirty"] = len(s.dirty)
+        f["titles"] = titles(books)
+        f["read sql"] = sql.take()
+    return f
+
+
+def test_refresh_follows_refresh_expire(fk_engine: Engine, fk_ref_engine: Engine) -> None:
+    sk, orm = both(refresh_cascade, fk_engine, fk_ref_engine)
+    assert sk == orm
+    assert sk["refresh sql"] == ([], 1) and sk["read sql"] == ([], 2)
+    assert sk["unloaded"][0] == ["books"] and sk["dirty"] == 0 and sk["titles"] == ["b1", "b3"]
