@@ -1,6 +1,13 @@
 """sessionkit: the ORM Session's object lifecycle for SQLAlchemy Core applications."""
 
 from .aliasing import AliasedClass, FromStatement, aliased
+from .asyncsession import (
+    AsyncAttrs,
+    AsyncSession,
+    AsyncSessionTransaction,
+    async_object_session,
+    async_sessionmaker,
+)
 from .columns import Mapped, MappedColumn, mapped_column
 from .declarative import DeclarativeBase, DeclarativeMeta, MappedAsDataclass, declarative_base
 from .events import MapperEvents, SessionEvents
@@ -20,6 +27,9 @@ from .validation import validates
 __all__ = [
     "NO_VALUE",
     "AliasedClass",
+    "AsyncAttrs",
+    "AsyncSession",
+    "AsyncSessionTransaction",
     "DeclarativeBase",
     "DeclarativeMeta",
     "FlushContext",
@@ -39,6 +49,8 @@ __all__ = [
     "SessionTransaction",
     "SessionTransactionOrigin",
     "aliased",
+    "async_object_session",
+    "async_sessionmaker",
     "declarative_base",
     "inspect",
     "is_retryable",

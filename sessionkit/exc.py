@@ -14,6 +14,7 @@ from sqlalchemy.exc import (
     ArgumentError,
     IntegrityError,
     InvalidRequestError,
+    MissingGreenlet,
     MultipleResultsFound,
     NoResultFound,
     PendingRollbackError,
@@ -28,8 +29,10 @@ __all__ = [
     "ArgumentError",
     "DetachedInstanceError",
     "FlushError",
+    "ImplicitIOError",
     "IntegrityError",
     "InvalidRequestError",
+    "MissingGreenlet",
     "MultipleResultsFound",
     "NoResultFound",
     "ObjectDeletedError",
@@ -55,6 +58,13 @@ class DetachedInstanceError(SQLAlchemyError):
     """
 
     code = "bhk3"
+
+
+class ImplicitIOError(MissingGreenlet):
+    """An attribute of an ``AsyncSession``'s object needed the database outside an
+    awaited call. A ``MissingGreenlet``, so that code catching the reference's error
+    catches it, raised before any SQL whatever the driver (the reference's arrives
+    wrapped in a ``StatementError`` on most drivers, after a connection was taken)."""
 
 
 class UnmappedError(InvalidRequestError):

@@ -244,6 +244,13 @@ def execute(
     # unique() tells objects apart by identity, as the ORM's results do: a mapped
     # class's own __eq__ / __hash__ (or lack of one) plays no part.
     filters = [id] if len(plan) == 1 else _unique_filters(plan)
+    if opts.get("prebuffer_rows") or own.get("prebuffer_rows"):
+        # AsyncSession.execute(): every row read and built now, inside the awaited call.
+        ready = list(chunks(None))
+
+        def chunks(size: int | None) -> Iterator[list[Any]]:
+            return iter(ready)
+
     result: Result[Any] = ChunkedIteratorResult(
         SimpleResultMetaData(keys, _create_unique_filters=lambda _result: filters),
         chunks,

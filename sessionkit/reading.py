@@ -17,6 +17,7 @@ from sqlalchemy.engine import Result, ScalarResult
 from sqlalchemy.sql.dml import UpdateBase
 from typing_extensions import Never, TypeVarTuple, Unpack
 
+from .awaiting import implicit_io_error, outside_await
 from .bulk import MAPPER_KEY, run_dml
 from .exc import NoResultFound, ObjectDeletedError, warn
 from .loader import load_rows
@@ -30,7 +31,7 @@ from .loading import (
 )
 from .mapping import Mapper, mapper_of_class
 from .query import Query
-from .relloading import eager_by_default, from_identity_map, load_lazy, prepare
+from .relloading import eager_by_default, from_identity_map, load_lazy, prepare, strategy_for
 from .state import STATE_KEY
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class SessionReads:
         def _autoflush(self) -> None: ...
 
         def _load_expired_attribute(self, obj: object, state: InstanceState, key: str) -> None: ...
+
+        _async_owner: Any
 
     def get(
         self,
@@ -222,6 +225,10 @@ class SessionReads:
         self._autobegin()._check_active()
         if from_identity_map(self.identity_map, obj, rel):
             return  # a many-to-one the session holds: no autoflush, no SQL, as the ORM
+        if self._async_owner is not None and outside_await(self):
+            if strategy_for(obj, rel)[0] in ("raise", "raise_on_sql"):
+                raise rel.raise_error(obj)
+            raise implicit_io_error(obj, obj.__dict__.get(STATE_KEY), rel.key, True)
         self._autoflush()
         d = obj.__dict__
         state = d.get(STATE_KEY)

@@ -21,6 +21,7 @@ from sqlalchemy.event import EventTarget
 from sqlalchemy.sql.selectable import ForUpdateParameter
 from typing_extensions import Self
 
+from .awaiting import implicit_io_error, outside_await
 from .exc import ArgumentError, InvalidRequestError, StatementError, UnboundExecutionError
 from .expiry import expire_identity_map, expire_state
 from .firing import fire, lifecycle, session_objects, snapshot, transitions
@@ -124,6 +125,8 @@ class Session(SessionReads, EventTarget):
         self._fresh = self.identity_map.fresh
         self._no_autoflush = 0
         self._closed_for_good = False
+        # The AsyncSession running this session, if any (weakly): loads must be awaited.
+        self._async_owner: weakref.ref[Any] | None = None
 
     def __repr__(self) -> str:
         return f"<sessionkit.Session {self.hash_key} at {hex(id(self))}>"
@@ -523,6 +526,8 @@ class Session(SessionReads, EventTarget):
         err = expired_key_error(obj, state)
         if err is not None:
             raise err  # before any SQL or autoflush, as the reference
+        if self._async_owner is not None and outside_await(self):
+            raise implicit_io_error(obj, state, key or min(state.expired or ("?",)), False)
         self._autobegin()._check_active()
         keys = expired_keys(obj, state)  # before the autoflush, which may load some
         self._autoflush()

@@ -22,6 +22,7 @@ LAYERS = [
     "validation",
     "gcpause",
     "state",
+    "awaiting",
     "firing",
     "attributes",
     "portable",
@@ -58,6 +59,7 @@ LAYERS = [
     "scoping",
     "events",
     "retry",
+    "asyncsession",
     "__init__",
 ]
 MAX_LINES = 700
