@@ -53,3 +53,27 @@ def implicit_io_error(obj: Any, state: Any, key: str, relationship: bool) -> Imp
         f"session is an AsyncSession and the read is not awaited: it would block the event "
         f"loop. No SQL was sent. Load it in an awaited call: {'; '.join(fixes)}."
     )
+
+
+def note_unknown_commit(err: BaseException) -> None:
+    """``err`` (a cancellation) arrived while the DBAPI COMMIT waited for the server's
+    answer: the server may have committed or not, and no one can tell from here. The
+    session keeps the transaction as committed (the safe side: a committed row is never
+    reported as gone); the note says so where the error is seen."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_name != "do_commit":
+        tb = tb.tb_next
+    if tb is None:
+        return  # raised after the COMMIT returned: it did commit
+    note = (
+        "sessionkit: the COMMIT was interrupted while waiting for the server's answer, so "
+        "whether it committed is unknown. The session treats the transaction as committed: "
+        "its objects stay persistent and expired, and load again when read; an object "
+        "whose row did not commit raises ObjectDeletedError when loaded. Check the rows "
+        "before repeating the work."
+    )
+    notes = getattr(err, "__notes__", None)
+    if not isinstance(notes, list):
+        notes = []
+        err.__notes__ = notes  # type: ignore[attr-defined]  # add_note() is 3.11+
+    notes.append(note)

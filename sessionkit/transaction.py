@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from .awaiting import note_unknown_commit
 from .exc import InvalidRequestError, PendingRollbackError, ResourceClosedError, warn
 from .expiry import expire_identity_map, expire_state
 from .firing import (
@@ -226,6 +227,8 @@ class SessionTransaction:
                         # An interrupt once the DBAPI COMMIT returned (the Core transaction
                         # is over, and no database error is involved): it did commit.
                         self.committed = not trans.is_active and not _database_error(err)
+                        if self.committed:
+                            note_unknown_commit(err)  # or cancelled while waiting for it
                         raise
             self.committed = commit
         finally:
