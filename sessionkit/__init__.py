@@ -1,6 +1,7 @@
 """sessionkit: the ORM Session's object lifecycle for SQLAlchemy Core applications."""
 
 from .aliasing import AliasedClass, FromStatement, aliased
+from .asyncretry import run_transaction_async
 from .asyncsession import (
     AsyncAttrs,
     AsyncSession,
@@ -64,6 +65,7 @@ __all__ = [
     "raiseload",
     "relationship",
     "run_transaction",
+    "run_transaction_async",
     "scoped_session",
     "selectinload",
     "sessionmaker",

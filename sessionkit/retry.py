@@ -169,7 +169,7 @@ def _add_note(err: BaseException, note: str) -> None:
         notes.append(note)
 
 
-def _close_after_error(session: Session, err: BaseException) -> None:
+def close_after_error(session: Session, err: BaseException) -> None:
     """Roll back and close; a second failure (the connection is dead) must not hide ``err``."""
     try:
         session.close()
@@ -215,12 +215,7 @@ def run_transaction(
     server *answered* with a serialization failure or deadlock is not ambiguous: the server
     rolled it back, and it is retried like any other transient error.
     """
-    if attempts < 1:
-        raise ArgumentError(f"attempts must be at least 1, got {attempts}")
-    if base_delay < 0 or max_delay < 0:
-        raise ArgumentError(
-            f"base_delay and max_delay must not be negative, got {base_delay} and {max_delay}"
-        )
+    check_retry_arguments(attempts, base_delay, max_delay)
     attempt = 0
     while True:
         attempt += 1
@@ -233,19 +228,48 @@ def run_transaction(
             committing = True
             session.commit()
         except BaseException as err:
-            _close_after_error(session, err)
-            if not isinstance(err, Exception):
-                raise  # KeyboardInterrupt, SystemExit...: never retried
-            transient = retry_on(err)
-            ambiguous = committing and _is_lost_connection(err)
-            if not transient or (ambiguous and not retry_ambiguous_commit) or attempt >= attempts:
-                _add_note(err, _give_up_note(attempt, attempts, transient, ambiguous))
+            close_after_error(session, err)
+            policy = (attempts, retry_on, retry_ambiguous_commit)
+            if not will_retry(err, attempt, committing, *policy):
                 raise
         else:
             session.close()
             return result
-        delay = min(max_delay, base_delay * 2 ** (attempt - 1))
-        time.sleep(random.uniform(0, delay))
+        time.sleep(retry_pause(attempt, base_delay, max_delay))
+
+
+def check_retry_arguments(attempts: int, base_delay: float, max_delay: float) -> None:
+    if attempts < 1:
+        raise ArgumentError(f"attempts must be at least 1, got {attempts}")
+    if base_delay < 0 or max_delay < 0:
+        raise ArgumentError(
+            f"base_delay and max_delay must not be negative, got {base_delay} and {max_delay}"
+        )
+
+
+def will_retry(
+    err: BaseException,
+    attempt: int,
+    committing: bool,
+    attempts: int,
+    retry_on: Callable[[BaseException], bool],
+    retry_ambiguous_commit: bool,
+) -> bool:
+    """Whether the failed attempt ``attempt`` runs again; if not, ``err`` gets a note
+    saying why (an interrupt, ``KeyboardInterrupt`` or a cancellation, never does)."""
+    if not isinstance(err, Exception):
+        return False
+    transient = retry_on(err)
+    ambiguous = committing and _is_lost_connection(err)
+    if not transient or (ambiguous and not retry_ambiguous_commit) or attempt >= attempts:
+        _add_note(err, _give_up_note(attempt, attempts, transient, ambiguous))
+        return False
+    return True
+
+
+def retry_pause(attempt: int, base_delay: float, max_delay: float) -> float:
+    """Full jitter: at random below a bound that doubles from ``base_delay``."""
+    return random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
 
 
 def _give_up_note(attempt: int, attempts: int, transient: bool, ambiguous: bool) -> str:

@@ -60,6 +60,7 @@ LAYERS = [
     "events",
     "retry",
     "asyncsession",
+    "asyncretry",
     "__init__",
 ]
 MAX_LINES = 700
