@@ -20,6 +20,9 @@ SCENARIOS: dict[str, str] = {
     "S8": "memory per loaded object",
     "S9": "load authors + read their books",
     "S10": "insert authors + books through the collections",
+    "S11": "asyncio: load",
+    "S12": "asyncio: bulk insert",
+    "S13": "asyncio: update + commit",
 }
 
 #: Named scales: a factor applied to the default row counts.

@@ -1,4 +1,4 @@
-"""The ten scenarios: what each one sets up, who takes part, and what "correct" means.
+"""The scenarios: what each one sets up, who takes part, and what "correct" means.
 
 A scenario is a generator of :class:`~benchmarks.harness.Variant` objects. It owns the
 Engine for each variant (created with the same settings for every contender, disposed
@@ -21,8 +21,8 @@ from . import checks, schema
 from .config import BOOKS_PER_AUTHOR, Counts
 from .db import Database
 from .harness import CheckFailed, Entry, Trial, Variant
-from .impls import baselines, core, dbapi, sessions
-from .impls.sessions import ORM, SESSIONKIT, SESSIONKIT_TYPED
+from .impls import aio, baselines, core, dbapi, sessions
+from .impls.sessions import ORM, SESSIONKIT, SESSIONKIT_TYPED, SessionApi
 from .models import ORM_LIBRARY, sessionkit_library
 from .schema import Row
 
@@ -469,6 +469,101 @@ def s10_insert_with_books(env: Env) -> Iterator[Variant]:
         )
 
 
+def _async_entries(
+    engine: Engine,
+    ours: Callable[[SessionApi], Trial],
+    core_way: Callable[[], Trial],
+    check: Callable[[Any, bool], None],
+) -> list[Entry]:
+    """sessionkit's and the ORM's AsyncSession, and async Core, on the async driver."""
+    missing = aio.async_unavailable(engine)
+    return [
+        _entry("sessionkit", lambda: ours(SESSIONKIT), check, missing),
+        _entry("orm", lambda: ours(ORM), check, missing),
+        _entry("core", core_way, check, missing),
+    ]
+
+
+def s11_async_load(env: Env) -> Iterator[Variant]:
+    n = env.counts.load
+    rows = schema.make_rows(n)
+    size = _sizes(n)
+    with env.db.connect() as engine:
+        state = TableState(engine, rows)
+
+        def check(observed: list[Row], warmup: bool) -> None:
+            checks.same_rows_any_order(observed, rows[: size(warmup)], "loaded rows")
+
+        entries = _async_entries(
+            engine, lambda api: aio.load(api, engine), lambda: aio.core_load(engine), check
+        )
+        yield Variant(
+            "S11",
+            "S11/load",
+            f"asyncio: load {n:,} rows into objects",
+            n,
+            entries,
+            prepare=lambda warmup: state.ensure(size(warmup)),
+            note=f"async driver: {aio.ASYNC_DRIVERS.get(engine.dialect.name)}",
+        )
+
+
+def s12_async_bulk_insert(env: Env) -> Iterator[Variant]:
+    rows = schema.make_rows(env.counts.bulk_insert)
+    n = len(rows)
+    size = _sizes(n)
+    with env.db.connect() as engine:
+
+        def check(ids: list[Any], warmup: bool) -> None:
+            checks.table_holds_generated(engine, rows[: size(warmup)], ids)
+
+        current = {"rows": rows}
+
+        def prepare(warmup: bool) -> None:
+            schema.empty(engine)
+            current["rows"] = rows[: size(warmup)]
+
+        entries = _async_entries(
+            engine,
+            lambda api: aio.bulk_insert(api, engine, current["rows"]),
+            lambda: aio.core_bulk_insert(engine, current["rows"]),
+            check,
+        )
+        yield Variant(
+            "S12",
+            "S12/generated",
+            f"asyncio: bulk insert {n:,} rows, database-generated keys",
+            n,
+            entries,
+            prepare=prepare,
+            note="objects (Core: parameter dicts) are built inside the timed region",
+        )
+
+
+def s13_async_update(env: Env) -> Iterator[Variant]:
+    n = env.counts.update
+    rows = schema.make_rows(n)
+    size = _sizes(n)
+    with env.db.connect() as engine:
+
+        def check(_: Any, warmup: bool) -> None:
+            expected = [(*r[:6], r[6] + 1) for r in rows[: size(warmup)]]
+            checks.table_holds(engine, expected, "updated rows")
+
+        entries = _async_entries(
+            engine, lambda api: aio.update(api, engine), lambda: aio.core_update(engine), check
+        )
+        yield Variant(
+            "S13",
+            "S13/update",
+            f"asyncio: load {n:,} objects, change one attribute each, commit",
+            n,
+            entries,
+            prepare=lambda warmup: schema.reset(engine, rows[: size(warmup)]),
+            note="the load is part of the timed region for every contender",
+        )
+
+
 BUILDERS: dict[str, Callable[[Env], Iterator[Variant]]] = {
     "S1": s1_load,
     "S2": s2_bulk_insert,
@@ -480,4 +575,7 @@ BUILDERS: dict[str, Callable[[Env], Iterator[Variant]]] = {
     "S8": s8_memory,
     "S9": s9_relationship,
     "S10": s10_insert_with_books,
+    "S11": s11_async_load,
+    "S12": s12_async_bulk_insert,
+    "S13": s13_async_update,
 }

@@ -112,6 +112,10 @@ TARGETS: tuple[Target, ...] = (
         4.0,
         "insert authors + books, vs ORM",
     ),
+    Target("S11", ("S11/load",), "sessionkit", "core", "at_most", 1.3, "asyncio load"),
+    Target("S11", ("S11/load",), "sessionkit", "orm", "faster_by", 4.0, "asyncio load, vs ORM"),
+    Target("S12", ("S12/generated",), "sessionkit", "orm", "faster_by", 3.0, "asyncio bulk insert"),
+    Target("S13", ("S13/update",), "sessionkit", "orm", "faster_by", 3.0, "asyncio update"),
 )
 
 Status = Literal["PASS", "MISS", "n/a", "FAIL", "not run"]
