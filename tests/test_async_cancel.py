@@ -7,8 +7,9 @@ the pool's checked-out count, whether SQLite's file can be written by another co
 at once, what the session says then, what it does after ``rollback()`` and ``close()``,
 and the rows another connection finds committed.
 
-Points: the first INSERT of a second flush (earlier rows flushed in the same transaction),
-and the COMMIT itself, whose outcome is unknown to the client: the server may have
+Points: before a second flush's statements (``before_flush``) and at its first INSERT
+(earlier rows flushed in the same transaction), after its statements (``after_flush`` of
+a commit) and at the COMMIT itself, whose outcome is unknown to the client: the server may have
 committed. The ORM then makes the objects transient on ``rollback()`` even when their rows
 exist; sessionkit keeps the transaction as committed and says so in a note on the error
 (docs/behaviour.md, async-6).
@@ -16,6 +17,7 @@ exist; sessionkit keeps the transaction as committed and says so in a note on th
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -59,24 +61,31 @@ async def cancelled(ns: SimpleNamespace, m: Any, engine: AsyncEngine, point: str
     task = asyncio.current_task()
     assert task is not None
 
-    def on_statement(*_: Any) -> None:
-        if point == "flush":
-            task.cancel()
+    def cancel_at(name: str) -> Callable[..., None]:
+        def fn(*_: Any) -> None:
+            if point == name:
+                task.cancel()
 
-    def on_commit(_: Any) -> None:
-        if point == "commit":
-            task.cancel()
+        return fn
 
-    event.listen(sync, "before_cursor_execute", on_statement)
-    event.listen(sync, "commit", on_commit)
+    # (target, event, point): the cancellation arrives at the next await after it.
+    hooks = [
+        (s.sync_session, "before_flush", "before flush"),
+        (sync, "before_cursor_execute", "flush"),
+        (s.sync_session, "after_flush", "after flush"),
+        (sync, "commit", "commit"),
+    ]
+    listeners = [(target, name, cancel_at(at)) for target, name, at in hooks]
+    for target, name, fn in listeners:
+        event.listen(target, name, fn)
     try:
-        await (s.flush() if point == "flush" else s.commit())
+        await (s.flush() if "flush" in point and point != "after flush" else s.commit())
     except asyncio.CancelledError as err:
         f["error"] = "CancelledError"
         f["unknown commit noted"] = any("unknown" in n for n in getattr(err, "__notes__", []))
     finally:
-        event.remove(sync, "before_cursor_execute", on_statement)
-        event.remove(sync, "commit", on_commit)
+        for target, name, fn in listeners:
+            event.remove(target, name, fn)
     f["checked out"] = sync.pool.checkedout()  # type: ignore[attr-defined]
     if sync.dialect.name == "sqlite":
         f["writable"] = can_write(engine)
@@ -98,10 +107,12 @@ async def cancelled(ns: SimpleNamespace, m: Any, engine: AsyncEngine, point: str
     return f
 
 
-def test_cancelled_flush(aio: Any, backend: Backend) -> None:
-    """Cancelled at a flush's INSERT: nothing of the transaction is kept, the connection
-    went back to the pool, the session needs rollback(): as in the ORM."""
-    sk, orm = aio(cancelled, "flush")
+@pytest.mark.parametrize("point", ["before flush", "flush"])
+def test_cancelled_flush(aio: Any, backend: Backend, point: str) -> None:
+    """Cancelled before a flush's statements (in before_flush) or at its INSERT: nothing
+    of the transaction is kept, the connection went back to the pool, the session needs
+    rollback(): as in the ORM."""
+    sk, orm = aio(cancelled, point)
     assert sk == orm
     assert sk["error"] == "CancelledError" and sk["checked out"] == 0
     assert sk["next"] == "PendingRollbackError"
@@ -111,12 +122,16 @@ def test_cancelled_flush(aio: Any, backend: Backend) -> None:
         assert sk["writable"] is True
 
 
-def test_cancelled_commit_never_reports_a_committed_row_as_gone(aio: Any, backend: Backend) -> None:
-    """Cancelled while the COMMIT waits for the server: sessionkit keeps the transaction
-    as committed and notes the unknown outcome on the error; the ORM leaves its session
-    in the transaction, and rollback() makes the objects transient although the rows
-    were committed."""
-    sk, orm = aio(cancelled, "commit")
+@pytest.mark.parametrize("point", ["after flush", "commit"])
+def test_cancelled_commit_never_reports_a_committed_row_as_gone(
+    aio: Any, backend: Backend, point: str
+) -> None:
+    """Cancelled after the flush's statements (in after_flush) or in the commit event:
+    the cancellation arrives while the COMMIT waits for the server. sessionkit keeps the
+    transaction as committed and notes the unknown outcome on the error; the ORM leaves
+    its session in the transaction, and rollback() makes the objects transient although
+    the rows were committed."""
+    sk, orm = aio(cancelled, point)
     assert sk["error"] == orm["error"] == "CancelledError"
     assert sk["checked out"] == orm["checked out"] == 0
     assert sk["unknown commit noted"] and not orm["unknown commit noted"]

@@ -525,3 +525,30 @@ async def cancelled_in_block(ns: SimpleNamespace, m: Any, engine: AsyncEngine) -
 def test_cancel_inside_async_with_closes_first(aio: Any) -> None:
     sk, orm_ = aio(cancelled_in_block)
     assert sk == orm_ == {"cancelled": True, "checked out": 0, "rows": 0}
+
+
+def test_batch_refresh_one_awaited_read_loads_the_whole_event(
+    engine: Engine, backend: Backend
+) -> None:
+    """batch_refresh=True: after a commit, one awaited read reloads every object the
+    commit expired, in one SELECT; the others are then read without an await."""
+    ns = LIBRARIES["sessionkit"]
+    m = models(ns)
+    m.Base.metadata.create_all(engine)
+    aengine = async_engine(engine, backend)
+
+    async def run() -> tuple[list[str], int]:
+        try:
+            async with ns.AsyncSession(aengine, batch_refresh=True) as s:
+                authors = [m.Author(name=f"a{i}") for i in range(10)]
+                s.add_all(authors)
+                await s.commit()
+                with Sql(aengine.sync_engine) as sql:
+                    await authors[0].awaitable_attrs.name
+                    names = [a.name for a in authors]  # loaded by that one read
+                    return names, len(sql.take())
+        finally:
+            await aengine.dispose()
+
+    names, selects = asyncio.run(run())
+    assert names == [f"a{i}" for i in range(10)] and selects == 1
