@@ -21,23 +21,27 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.util.concurrency import greenlet_spawn
+from typing_extensions import Never, TypeVarTuple, Unpack
 
 from .exc import ArgumentError, InvalidRequestError
 from .mapping import state_of
+from .reading import Params, TupleAny
 from .session import Session
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result, ScalarResult
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult, AsyncScalarResult
+    from sqlalchemy.sql.selectable import TypedReturnsRows
 
     from .identity import IdentityMap
     from .transaction import SessionTransaction
 
 _T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 _AS = TypeVar("_AS", bound="AsyncSession")
 
 
@@ -116,13 +120,31 @@ class AsyncSession:
 
     # -- awaited: everything that may reach the database ---------------------------------
 
+    @overload
     async def execute(
         self,
-        statement: Any,
-        params: Any = None,
+        statement: TypedReturnsRows[Unpack[_Ts]],
+        params: Params | None = None,
         *,
         execution_options: dict[str, Any] | None = None,
-    ) -> Result[Any]:
+    ) -> Result[Unpack[_Ts]]: ...
+
+    @overload
+    async def execute(
+        self,
+        statement: Executable,
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Result[Unpack[TupleAny]]: ...
+
+    async def execute(
+        self,
+        statement: Executable,
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Result[Unpack[TupleAny]]:
         """The rows (and the objects built from them) are all read inside the awaited
         call: the result needs no I/O afterwards. ``stream()`` reads as it goes."""
         opts = dict(execution_options or {})
@@ -137,38 +159,102 @@ class AsyncSession:
                 "stream_scalars()) to stream the rows."
             )
         opts["prebuffer_rows"] = True
-        result: Result[Any] = await greenlet_spawn(
+        result: Result[Unpack[TupleAny]] = await greenlet_spawn(
             self.sync_session.execute, statement, params, execution_options=opts
         )
         return result
 
+    @overload
     async def scalars(
         self,
-        statement: Any,
-        params: Any = None,
+        statement: TypedReturnsRows[_T],
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> ScalarResult[_T]: ...
+
+    @overload
+    async def scalars(
+        self,
+        statement: Executable,
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> ScalarResult[Any]: ...
+
+    async def scalars(
+        self,
+        statement: Executable,
+        params: Params | None = None,
         *,
         execution_options: dict[str, Any] | None = None,
     ) -> ScalarResult[Any]:
         result = await self.execute(statement, params, execution_options=execution_options)
         return result.scalars()
 
+    # TypedReturnsRows[Never] first, as in the ORM (and Session.scalar): mypy issue 20651.
+    @overload
     async def scalar(
         self,
-        statement: Any,
-        params: Any = None,
+        statement: TypedReturnsRows[Never],
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Any | None: ...
+
+    @overload
+    async def scalar(
+        self,
+        statement: TypedReturnsRows[_T],
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> _T | None: ...
+
+    @overload
+    async def scalar(
+        self,
+        statement: Executable,
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Any: ...
+
+    async def scalar(
+        self,
+        statement: Executable,
+        params: Params | None = None,
         *,
         execution_options: dict[str, Any] | None = None,
     ) -> Any:
         result = await self.execute(statement, params, execution_options=execution_options)
         return result.scalar()
 
+    @overload
     async def stream(
         self,
-        statement: Any,
-        params: Any = None,
+        statement: TypedReturnsRows[Unpack[_Ts]],
+        params: Params | None = None,
         *,
         execution_options: dict[str, Any] | None = None,
-    ) -> AsyncResult[Any]:
+    ) -> AsyncResult[Unpack[_Ts]]: ...
+
+    @overload
+    async def stream(
+        self,
+        statement: Executable,
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> AsyncResult[Unpack[TupleAny]]: ...
+
+    async def stream(
+        self,
+        statement: Executable,
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> AsyncResult[Unpack[TupleAny]]:
         """A result read batch by batch (a server-side cursor where the driver has one),
         each batch fetched and its objects built inside an awaited call."""
         from sqlalchemy.ext.asyncio import AsyncResult
@@ -179,10 +265,28 @@ class AsyncSession:
         )
         return AsyncResult(result)
 
+    @overload
     async def stream_scalars(
         self,
-        statement: Any,
-        params: Any = None,
+        statement: TypedReturnsRows[_T],
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> AsyncScalarResult[_T]: ...
+
+    @overload
+    async def stream_scalars(
+        self,
+        statement: Executable,
+        params: Params | None = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> AsyncScalarResult[Any]: ...
+
+    async def stream_scalars(
+        self,
+        statement: Executable,
+        params: Params | None = None,
         *,
         execution_options: dict[str, Any] | None = None,
     ) -> AsyncScalarResult[Any]:
@@ -383,11 +487,20 @@ class async_sessionmaker(Generic[_AS]):
     """A factory of ``AsyncSession`` with fixed options; ``async with maker.begin() as
     session:`` for a session in a transaction committed (or rolled back) at the end."""
 
+    class_: type[_AS]
+
+    # Typed as the ORM's: async_sessionmaker(engine) makes AsyncSessions, class_=X X's.
+    @overload
+    def __init__(self, bind: Any = ..., *, class_: type[_AS], **kw: Any) -> None: ...
+
+    @overload
+    def __init__(self: async_sessionmaker[AsyncSession], bind: Any = ..., **kw: Any) -> None: ...
+
     def __init__(
         self,
         bind: Any = None,
         *,
-        class_: type[_AS] = AsyncSession,  # type: ignore[assignment]
+        class_: type[Any] = AsyncSession,
         **kw: Any,
     ) -> None:
         if bind is not None:

@@ -9,18 +9,23 @@ day a checker stops seeing the mistake.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import Column, Engine, ForeignKey, Row, String, create_engine, select
+from sqlalchemy.engine import ScalarResult
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import BinaryExpression, ColumnElement
 from typing_extensions import assert_type
 
 from sessionkit import (
+    AsyncSession,
     DeclarativeBase,
     Mapped,
     MappedAsDataclass,
     Query,
     Session,
+    async_sessionmaker,
     mapped_column,
     sessionmaker,
 )
@@ -160,12 +165,42 @@ def check_session(engine: Engine) -> None:
         assert (note.title, note.body) == ("groceries", "")
 
 
+async def check_async_session(engine: AsyncEngine) -> None:
+    """The AsyncSession's reads are typed as the Session's."""
+    maker = async_sessionmaker(engine)
+    assert_type(maker, async_sessionmaker[AsyncSession])
+    async with maker() as session:
+        users = await session.scalars(select(User).order_by(User.id))
+        assert_type(users, ScalarResult[User])
+        first = users.first()
+        assert first is not None
+        one = await session.get(User, first.id)
+        assert_type(one, User | None)
+        row = (await session.execute(select(User.id, User.name).order_by(User.id))).first()
+        assert row is not None
+        assert_type(row, Row[int, str])
+        name = await session.scalar(select(User.name).where(User.id == first.id))
+        assert_type(name, str | None)
+        streamed = [u.name async for u in await session.stream_scalars(select(User))]
+        assert_type(streamed, list[str])
+        assert name == row[1] and one is first and streamed
+
+
 def main(engine: Engine | None = None) -> None:
     engine = engine if engine is not None else create_engine("sqlite://")
     Base.metadata.create_all(engine)
     DataclassBase.metadata.create_all(engine)
     check_models()
     check_session(engine)
+    database = engine.url.database
+    if database:  # the same file, through the async driver
+        async_engine = create_async_engine(f"sqlite+aiosqlite:///{database}")
+
+        async def run() -> None:
+            await check_async_session(async_engine)
+            await async_engine.dispose()
+
+        asyncio.run(run())
 
 
 if __name__ == "__main__":
