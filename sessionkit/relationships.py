@@ -317,7 +317,7 @@ class Relationship:
             if session is None and cascade and back.uselist:
                 _note_stray(value, back, obj, self.key)
         if cascade and session is not None and value is not None and "save-update" in self.cascades:
-            session.add(value)
+            cascade_add(session, value)
 
     def check_members(self, coll: Any, items: list[Any]) -> None:
         if not self.configured:
@@ -361,7 +361,7 @@ class Relationship:
                 else:
                     unlink(item.__dict__, back, owner)
             if op == "add" and session is not None and "save-update" in self.cascades:
-                session.add(item)
+                cascade_add(session, item)
 
     def _replace(self, obj: Any, value: Any) -> None:
         """``author.books = [...]`` (or a one-to-one's ``author.profile = p``)."""
@@ -417,7 +417,7 @@ class Relationship:
             else:
                 changed(item, child_state(item, self.target), self, owner)
             if session is not None and "save-update" in self.cascades:
-                session.add(item)
+                cascade_add(session, item)
 
     def _held_by_key(self, obj: Any, state: Any) -> Any:
         session = None if state.session_ref is None else state.session_ref()
@@ -635,6 +635,15 @@ def install(
         rel.set_parent(mapper, key)
         type.__setattr__(mapper.class_, key, rel)
     mapper.add_relationships(rels)
+
+
+def cascade_add(session: Any, item: Any) -> None:
+    """The save-update cascade of a change: ``item`` joins ``session`` unless it is in it
+    already. An object marked for deletion stays marked, as in the ORM (whose cascade
+    skips what the session contains); only an explicit ``add()`` takes the mark back."""
+    state = item.__dict__.get(STATE_KEY)
+    if state is None or state.session_ref is not session._ref:
+        session.add(item)
 
 
 def _note_stray(parent: Any, back: Relationship, child: Any, key: str) -> None:

@@ -684,3 +684,37 @@ def test_expunge_and_expire_cascade(
         wanted = ("persistent", True, [] if followed else kept)
     assert orm["books"] == [wanted, wanted]
     assert orm["sql"] == ([], 0)  # no statement, no SELECT
+
+
+def deleted_member(ns: Names, engine: Engine, how: str) -> Facts:
+    """b3 marked for deletion, then appended to bob's loaded books (or given bob as its
+    author): the save-update cascade leaves an object the session holds as it is, so b3
+    stays marked and its row is deleted."""
+    m = shelf(ns)
+    seed(engine, m)
+    with ns.Session(engine) as s, Sql(engine) as sql:
+        ann, bob, b3 = s.get(m.Author, 1), s.get(m.Author, 2), s.get(m.Book, 3)
+        assert titles(ann.books) and titles(bob.books)  # both loaded
+        s.delete(b3)
+        if how == "append":
+            bob.books.append(b3)
+        else:
+            b3.author = bob
+        f: Facts = {"marked": b3 in s.deleted, "books": titles(bob.books)}
+        sql.take()
+        s.commit()
+        writes, _ = sql.take()
+        f["deletes"] = [w for w in writes if statement_kind(w[0]) == "DELETE"]
+        f["state"] = ns.api.state(b3)
+    f["rows"] = committed(engine, m)
+    return f
+
+
+@pytest.mark.parametrize("how", ["append", "assign"])
+def test_cascade_leaves_a_deleted_object_marked(
+    fk_engine: Engine, fk_ref_engine: Engine, how: str
+) -> None:
+    sk, orm = both(deleted_member, fk_engine, fk_ref_engine, how)
+    assert sk == orm
+    assert sk["marked"] and sk["books"] == ["b2", "b3"]
+    assert sk["rows"] == {**SEEDED, "book": [r for r in SEEDED["book"] if r[0] != 3]}
