@@ -197,12 +197,24 @@ def prepare_flush(session: Any, tracker: Any, conn: Any) -> None:
             value = d[rel.key] if rel.key in d else getattr(obj, rel.key)
             back = rel.back_relationship()
             for child in _members(value):
-                if child in session.deleted:
+                if child in session.deleted or _joined_since(child, rel, back, obj):
                     continue
                 if back is not None and back.direction == MANY_TO_ONE:
                     back.set_value(child, None, cascade=False)
                 else:
                     changed(child, child_state(child, rel.target), rel, None)
+
+
+def _joined_since(child: Any, rel: Any, back: Any, parent: Any) -> bool:
+    """``child`` was given ``parent`` since the last flush: the flush writes the parent's
+    key, as the ORM's does, instead of NULL (the database then refuses the parent's
+    DELETE, where a foreign key is enforced: the assignment is not silently undone)."""
+    changes = getattr(child.__dict__.get(STATE_KEY), "rel_changes", None)
+    if not changes:
+        return False
+    if back is not None and back.direction == MANY_TO_ONE:
+        return back.key in changes and child.__dict__.get(back.key) is parent
+    return changes.get(rel) is parent
 
 
 def _delete_secondary_rows(conn: Any, obj: Any, rel: Any) -> None:

@@ -718,3 +718,33 @@ def test_cascade_leaves_a_deleted_object_marked(
     assert sk == orm
     assert sk["marked"] and sk["books"] == ["b2", "b3"]
     assert sk["rows"] == {**SEEDED, "book": [r for r in SEEDED["book"] if r[0] != 3]}
+
+
+def joined_deleted_parent(ns: Names, engine: Engine, how: str) -> Facts:
+    """ann marked for deletion (no delete cascade), then b2 given to her (or a new book
+    appended to her books): the flush NULLs her other books' keys but writes hers into
+    the newcomer, so the database refuses her DELETE; nothing is kept."""
+    m = shelf(ns)
+    seed(engine, m)
+    with ns.Session(engine) as s, Sql(engine) as sql:
+        ann, b2 = s.get(m.Author, 1), s.get(m.Book, 2)
+        assert titles(ann.books) == ["b1", "b3"]
+        s.delete(ann)
+        if how == "assign":
+            b2.author = ann
+        else:
+            ann.books.append(m.Book(title="new"))
+        sql.take()
+        f: Facts = {"error": type(error(s.commit)).__name__}
+        f["flush"] = flush_facts(sql)
+    f["rows"] = committed(engine, m)
+    return f
+
+
+@pytest.mark.parametrize("how", ["assign", "append new"])
+def test_child_joined_to_a_deleted_parent_keeps_its_key(
+    fk_engine: Engine, fk_ref_engine: Engine, how: str
+) -> None:
+    sk, orm = both(joined_deleted_parent, fk_engine, fk_ref_engine, how)
+    assert sk == orm
+    assert sk["error"] == "IntegrityError" and sk["rows"] == SEEDED
