@@ -302,6 +302,7 @@ class Relationship:
         if old is value:
             return
         back = self.back_relationship()
+        left = False
         if back is not None:
             if old is NO_VALUE:
                 old = self._held_by_key(obj, state)  # never read: found by its key
@@ -309,9 +310,12 @@ class Relationship:
                     d[self.key] = value
                     return
             if old is not None and old is not NO_VALUE:
-                unlink(old.__dict__, back, obj)
+                left = unlink(old.__dict__, back, obj)
         d[self.key] = value
         session = changed(obj, state, self.key, True)
+        orphaned = left and value is None and back is not None and "delete-orphan" in back.cascades
+        if orphaned and session is not None:  # out of its parent's loaded collection
+            session._tracker.orphans.append((obj, back))  # an orphan, as by remove()
         if back is not None and value is not None:
             link(value, back, obj)
             if session is None and cascade and back.uselist:

@@ -175,16 +175,19 @@ def changed(obj: Any, state: Any, key: Any, value: Any) -> Any:
     return session
 
 
-def unlink(d: dict[str, Any], back: Any, obj: Any) -> None:
-    """``obj`` leaves the other side's loaded collection (or one-to-one value)."""
+def unlink(d: dict[str, Any], back: Any, obj: Any) -> bool:
+    """``obj`` leaves the other side's loaded collection (or one-to-one value); True if
+    it was there."""
     current = d.get(back.key)
     if isinstance(current, list):
         for i, x in enumerate(current):
             if x is obj:
                 list.__delitem__(current, i)
-                break
+                return True
     elif current is obj:
         d[back.key] = None
+        return True
+    return False
 
 
 def link(target: Any, back: Any, obj: Any) -> None:

@@ -206,15 +206,17 @@ def prepare_flush(session: Any, tracker: Any, conn: Any) -> None:
 
 
 def _joined_since(child: Any, rel: Any, back: Any, parent: Any) -> bool:
-    """``child`` was given ``parent`` since the last flush: the flush writes the parent's
-    key, as the ORM's does, instead of NULL (the database then refuses the parent's
-    DELETE, where a foreign key is enforced: the assignment is not silently undone)."""
-    changes = getattr(child.__dict__.get(STATE_KEY), "rel_changes", None)
-    if not changes:
-        return False
+    """``child`` was given ``parent`` since the last flush, or moved to another parent:
+    the flush writes that parent's key, as the ORM's does, instead of NULL (a move is
+    kept; for the deleted parent the database then refuses its DELETE where a foreign
+    key is enforced: the assignment is not silently undone)."""
+    d = child.__dict__
+    changes = getattr(d.get(STATE_KEY), "rel_changes", None)
     if back is not None and back.direction == MANY_TO_ONE:
-        return back.key in changes and child.__dict__.get(back.key) is parent
-    return changes.get(rel) is parent
+        if back.key in d and d[back.key] is not parent and d[back.key] is not None:
+            return True  # it belongs to another parent now (loaded from the database late)
+        return changes is not None and back.key in changes and d.get(back.key) is parent
+    return changes is not None and changes.get(rel) is parent
 
 
 def _delete_secondary_rows(conn: Any, obj: Any, rel: Any) -> None:

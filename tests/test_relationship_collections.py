@@ -748,3 +748,39 @@ def test_child_joined_to_a_deleted_parent_keeps_its_key(
     sk, orm = both(joined_deleted_parent, fk_engine, fk_ref_engine, how)
     assert sk == orm
     assert sk["error"] == "IntegrityError" and sk["rows"] == SEEDED
+
+
+def orphaned_or_moved(ns: Names, engine: Engine, how: str) -> Facts:
+    """``b1.author = None`` with ann's books loaded and delete-orphan: an orphan, deleted;
+    b1 moved to bob while ann's books are unloaded, then ann deleted: the move is kept
+    (her other books get NULL)."""
+    m = orphans(ns) if how == "orphaned" else shelf(ns)
+    seed(engine, m)
+    with ns.Session(engine) as s, Sql(engine) as sql:
+        ann, bob, b1 = s.get(m.Author, 1), s.get(m.Author, 2), s.get(m.Book, 1)
+        if how == "orphaned":
+            assert titles(ann.books) == ["b1", "b3"]
+            b1.author = None
+        else:
+            b1.author = bob
+            s.delete(ann)
+        sql.take()
+        s.commit()
+        f: Facts = {"flush": flush_facts(sql)}
+    f["rows"] = committed(engine, m)
+    return f
+
+
+@pytest.mark.parametrize("how", ["orphaned", "moved off a deleted parent"])
+def test_many_to_one_side_orphans_and_moves(
+    fk_engine: Engine, fk_ref_engine: Engine, how: str
+) -> None:
+    sk, orm = both(orphaned_or_moved, fk_engine, fk_ref_engine, how)
+    assert sk == orm
+    if how == "orphaned":
+        assert sk["rows"]["book"] == [(2, "b2", 2), (3, "b3", 1)]
+    else:
+        assert sk["rows"] == {
+            "author": [(2, "bob")],
+            "book": [(1, "b1", 2), (2, "b2", 2), (3, "b3", None)],
+        }
