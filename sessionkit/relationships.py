@@ -297,6 +297,8 @@ class Relationship:
             )
         d = obj.__dict__
         assert self.parent is not None
+        if cascade and value is not None and "save-update" in self.cascades:
+            refuse_deleted(obj, value)
         state = child_state(obj, self.parent)
         old = d.get(self.key, NO_VALUE)
         if old is value:
@@ -323,7 +325,9 @@ class Relationship:
         if cascade and session is not None and value is not None and "save-update" in self.cascades:
             cascade_add(session, value)
 
-    def check_members(self, coll: Any, items: list[Any]) -> None:
+    def check_members(self, coll: Any, items: list[Any], owner: Any = None) -> None:
+        """Before a collection changes: members of the right class, none the cascade
+        would have to refuse (then the collection is left as it was, as in the ORM)."""
         if not self.configured:
             self.configure()
         if self.viewonly:
@@ -335,6 +339,12 @@ class Relationship:
                     f"Cannot add {item!r} to {self.name}: it holds {cls.__name__} objects, "
                     f"got a {type(item).__name__}."
                 )
+        if owner is None and coll is not None:
+            ref = getattr(coll, "_owner", None)
+            owner = None if ref is None else ref()
+        if owner is not None and "save-update" in self.cascades:
+            for item in items:
+                refuse_deleted(owner, item)
 
     def _links_changed(
         self,
@@ -373,7 +383,7 @@ class Relationship:
             items = []  # del author.books: emptied, as in the ORM
         else:
             items = list(value) if self.uselist else [value]
-        self.check_members(None, items)
+        self.check_members(None, items, obj)
         d = obj.__dict__
         state = d.get(STATE_KEY)
         attached = state is not None and (state.__class__ is Loaded or state.key is not None)
@@ -639,6 +649,20 @@ def install(
         rel.set_parent(mapper, key)
         type.__setattr__(mapper.class_, key, rel)
     mapper.add_relationships(rels)
+
+
+def refuse_deleted(owner: Any, item: Any) -> None:
+    """The cascade cannot take an object whose DELETE was flushed into ``owner``'s
+    session: the ORM's error, raised before anything changes."""
+    st = item.__dict__.get(STATE_KEY)
+    if st is None or not getattr(st, "deleted", False):
+        return
+    ost = owner.__dict__.get(STATE_KEY)
+    if ost is not None and ost.session_ref is not None and ost.session_ref is st.session_ref:
+        raise InvalidRequestError(
+            f"Instance '{state_str(item)}' has been deleted.  Use the make_transient() "
+            f"function to send this object back to the transient state."
+        )
 
 
 def cascade_add(session: Any, item: Any) -> None:

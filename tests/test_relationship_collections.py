@@ -19,6 +19,7 @@ full, and the order of the rows by the keys the database generated (``columns()`
 the flush, the committed rows).
 """
 
+import re
 from collections.abc import Callable
 from functools import partial
 from types import SimpleNamespace
@@ -784,3 +785,36 @@ def test_many_to_one_side_orphans_and_moves(
             "author": [(2, "bob")],
             "book": [(1, "b1", 2), (2, "b2", 2), (3, "b3", None)],
         }
+
+
+def to_a_deleted_row(ns: Names, engine: Engine, how: str) -> Facts:
+    """An object whose DELETE was flushed, appended to ann's loaded books (or given as
+    b1's author): the cascade refuses it, before anything changes."""
+    m = shelf(ns)
+    seed(engine, m)
+    with ns.Session(engine) as s:
+        ann, b1 = s.get(m.Author, 1), s.get(m.Book, 1)
+        assert titles(ann.books) == ["b1", "b3"]
+        gone = s.get(m.Book, 2) if how == "append" else s.get(m.Author, 2)
+        if how == "assign":
+            for book in list(gone.books):  # bob's book first, so that bob can go
+                s.delete(book)
+        s.delete(gone)
+        s.flush()
+        err = error(
+            lambda: ann.books.append(gone) if how == "append" else setattr(b1, "author", gone)
+        )
+        return {
+            "error": (type(err).__name__, re.sub("0x[0-9a-f]+", "0x", str(err))[:60]),
+            "books": titles(ann.books),
+            "author": b1.author is ann,
+        }
+
+
+@pytest.mark.parametrize("how", ["append", "assign"])
+def test_cascade_refuses_a_deleted_row_before_changing(
+    fk_engine: Engine, fk_ref_engine: Engine, how: str
+) -> None:
+    sk, orm = both(to_a_deleted_row, fk_engine, fk_ref_engine, how)
+    assert sk == orm
+    assert sk["error"][0] == "InvalidRequestError" and sk["books"] == ["b1", "b3"] and sk["author"]
