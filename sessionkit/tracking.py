@@ -177,6 +177,8 @@ class Tracker:
         and changed ones expire; otherwise everything expires afterwards anyway.
         """
         self.strays.clear()  # the assignments are undone with the rest
+        if not dirty_only:
+            self.orphans.clear()  # removals of a rolled back transaction orphan nothing
         self.identity_map.forget_fresh()
         for state in self.new:
             state.session_ref = None
