@@ -100,18 +100,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         facts = machine_facts(db)
-        authoritative = db.is_sqlite and config.is_reference_scale
         print(report.header(config, facts), flush=True)
-        results, errors = _run_scenarios(config, db, authoritative)
+        results, errors = _run_scenarios(config, db)
     finally:
         db.close()
     elapsed = time.perf_counter() - started
 
     by_key = {vr.key: vr for vr in results}
-    evaluated = evaluate_all(by_key, authoritative)
+    evaluated = evaluate_all(by_key, db.dialect, config.is_reference_scale)
     failed = [vr for vr in results if vr.failed]
     print()
-    print(report.summary(evaluated, authoritative))
+    print(report.summary(evaluated, db.kind, config.scale_name))
     print()
     if failed or errors:
         names = [vr.key for vr in failed] + [e["scenario"] for e in errors]
@@ -131,7 +130,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_scenarios(
-    config: Config, db: Database, authoritative: bool
+    config: Config, db: Database
 ) -> tuple[list[VariantResult], list[dict[str, str]]]:
     env = Env(db=db, counts=config.counts, factor=config.factor)
     progress = Progress(config.progress)
@@ -152,7 +151,9 @@ def _run_scenarios(
                 break
             vr = run_variant(variant, config.repeat, config.warmup, progress)
             results.append(vr)
-            own = for_variant(vr.key, evaluate_all({vr.key: vr}, authoritative))
+            own = for_variant(
+                vr.key, evaluate_all({vr.key: vr}, db.dialect, config.is_reference_scale)
+            )
             print()
             print(report.variant_table(vr, own, config.repeat), flush=True)
     return results, errors

@@ -7,6 +7,13 @@ the targets can tell whether they are being checked at the scale they were defin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+#: The databases the suite runs on (MySQL URLs count as MariaDB), as targets name them.
+DbName = Literal["sqlite", "postgresql", "mariadb"]
+
+#: Their display names.
+DB_KINDS: dict[DbName, str] = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
 
 #: Scenario ids in run order, with their one-line titles.
 SCENARIOS: dict[str, str] = {

@@ -21,6 +21,15 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
 
 from . import schema
+from .config import DB_KINDS, DbName
+
+#: SQLAlchemy backend names (``url.get_backend_name()``) of the supported databases.
+BACKENDS: dict[str, DbName] = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "mysql": "mariadb",
+    "mariadb": "mariadb",
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,10 @@ class Database:
         else:
             self.url = make_url(url)
         self.backend = self.url.get_backend_name()
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"unsupported database {self.backend!r}: use SQLite, PostgreSQL or MariaDB/MySQL"
+            )
         self.is_sqlite = self.backend == "sqlite"
         if self.is_sqlite and self.url.database in (None, "", ":memory:"):
             raise ValueError(
@@ -85,8 +98,13 @@ class Database:
         return self.url.render_as_string(hide_password=True)
 
     @property
+    def dialect(self) -> DbName:
+        """Which database's targets apply: a MySQL URL counts as MariaDB."""
+        return BACKENDS[self.backend]
+
+    @property
     def kind(self) -> str:
-        return {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(self.backend, "MariaDB")
+        return DB_KINDS[self.dialect]
 
     def _engine_kwargs(self) -> dict[str, Any]:
         if self._pg_schema is not None:

@@ -6,6 +6,7 @@ run without it; ``require_matplotlib`` fails fast, before any measuring starts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,15 @@ def require_matplotlib() -> str | None:
 def write_png(
     path: str, variants: Sequence[VariantResult], targets: Sequence[TargetResult], title: str
 ) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(variants, targets, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def figure(variants: Sequence[VariantResult], targets: Sequence[TargetResult], title: str) -> Any:
+    """The chart as a matplotlib Figure (``write_png`` saves it; the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,8 +55,33 @@ def write_png(
         ax.axis("off")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def target_lines(vr: VariantResult, targets: Sequence[TargetResult]) -> list[tuple[float, str]]:
+    """(position, label) of each target on ``vr``'s panel, whose axis is the ratio to
+    ``vr.ratio_to[0]``.
+
+    An ``at_most`` target against that reference sits at its threshold. ``>= N x faster
+    than R`` sits at R's ratio to the panel's reference divided by N: a bar left of the
+    line meets it. Other targets have no place on the axis and are left out.
+    """
+    ref = vr.ratio_to[0]
+    out = []
+    for t in (r.target for r in targets):
+        who = f"target {label(t.impl)}"
+        if t.kind == "at_most" and t.reference == ref:
+            out.append((t.threshold, who))
+        elif t.kind == "faster_by":
+            theirs = vr.ratio(t.reference, ref)
+            if theirs is not None:
+                out.append(
+                    (
+                        theirs / t.threshold,
+                        f"{who} ({t.threshold:g}x faster than {label(t.reference)})",
+                    )
+                )
+    return out
 
 
 def _panel(ax: Any, vr: VariantResult, targets: Sequence[TargetResult]) -> None:
@@ -64,24 +99,32 @@ def _panel(ax: Any, vr: VariantResult, targets: Sequence[TargetResult]) -> None:
     ypos = list(range(len(names)))
     ax.barh(ypos, ratios, color=colors)
     ax.set_yticks(ypos, names, fontsize=8)
-    ax.invert_yaxis()
     ax.set_xscale("log")
-    lines = [t.target for t in targets if t.target.reference == ref and t.target.kind == "at_most"]
-    span = [*ratios, *(t.threshold for t in lines), 1.0]
+    lines = target_lines(vr, targets)
+    span = [*ratios, *(x for x, _ in lines), 1.0]
     ax.set_xlim(min(span) / 1.3, max(span) * 2.0)
     wide = max(span) / min(span) > 300
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.axvline(1.0, color="black", linewidth=0.8)
-    for target in lines:
-        ax.axvline(target.threshold, color="tab:red", linestyle="--", linewidth=0.8)
+    # The labels go in a band below the bars, one row each, so they hide no bar and
+    # targets close together stay legible; one in the right half of the panel reads
+    # leftwards, to stay inside it.
+    row = 0.45
+    bottom = len(names) - 0.5 + row * len(lines)
+    ax.set_ylim(bottom, -0.5)
+    lo, hi = ax.get_xlim()
+    for i, (x, text) in enumerate(lines):
+        ax.axvline(x, color="tab:red", linestyle="--", linewidth=0.8)
+        right_half = math.log(x / lo) > 0.55 * math.log(hi / lo)
         ax.text(
-            target.threshold,
-            len(names) - 0.55,
-            f" target {label(target.impl)}",
+            x,
+            bottom - row * i - 0.05,
+            f"{text} " if right_half else f" {text}",
             color="tab:red",
             fontsize=6,
+            ha="right" if right_half else "left",
             va="bottom",
         )
     for y, ratio in zip(ypos, ratios, strict=True):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .results import VariantResult, label
-from .targets import REFERENCE_CONDITIONS, TargetResult
+from .targets import TargetResult
 
 
 def _time_unit(seconds: float) -> tuple[float, str]:
@@ -98,7 +98,7 @@ def variant_table(vr: VariantResult, targets: Sequence[TargetResult], repeat: in
     for t in targets:
         out.append(
             f"  target: {label(t.target.impl)} {t.target.requirement}: {t.measured}  {t.verdict}"
-            + ("" if t.authoritative else f"  ({REFERENCE_CONDITIONS})")
+            f"  (defined for {t.target.defined_for})"
         )
     measured = f"{vr.measured} of {repeat} repeats measured"
     if vr.budget_s is not None:
@@ -107,13 +107,14 @@ def variant_table(vr: VariantResult, targets: Sequence[TargetResult], repeat: in
     return "\n".join(out)
 
 
-def summary(evaluated: Sequence[TargetResult], authoritative: bool) -> str:
-    """The closing table of every target."""
-    title = "Targets" + ("" if authoritative else f"  ({REFERENCE_CONDITIONS})")
+def summary(evaluated: Sequence[TargetResult], kind: str, scale: str) -> str:
+    """The closing table of the run database's targets (``kind``, e.g. ``SQLite``)."""
+    title = f"Targets for {kind}"
+    if any(t.status in ("PASS", "MISS") and not t.authoritative for t in evaluated):
+        title += f"  (informational at scale {scale}: (pass)/(miss) in lower case)"
     rows = []
     notes = []
     for t in evaluated:
-        status = t.verdict
         if t.status in ("n/a", "FAIL") and t.reason:
             notes.append(f"  {t.target.scenario} {t.target.text}: {t.status}: {t.reason}")
         rows.append(
@@ -122,11 +123,12 @@ def summary(evaluated: Sequence[TargetResult], authoritative: bool) -> str:
                 t.target.text,
                 f"{label(t.target.impl)} {t.target.requirement}",
                 t.measured,
-                status,
+                t.verdict,
+                t.target.defined_for,
             ]
         )
-    header = ["", "scenario", "target", "measured", "result"]
-    return "\n".join([title, _table(header, rows, align="lllrl"), *notes])
+    header = ["", "scenario", "target", "measured", "result", "defined for"]
+    return "\n".join([title, _table(header, rows, align="lllrll"), *notes])
 
 
 def header(config: Any, facts: dict[str, Any]) -> str:
