@@ -10,7 +10,7 @@ rows that need a database-generated key use ``INSERT ... RETURNING`` with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -89,6 +89,34 @@ def _check_expired_keys(pairs: list[Pair]) -> None:
         err = expired_key_error(obj, state)
         if err is not None:
             raise err
+
+
+def _batches(
+    records: list[tuple[Any, InstanceState, dict[str, Any]]], versioned: bool
+) -> Iterator[tuple[list[Pair], list[dict[str, Any]]]]:
+    """Consecutive UPDATEs setting the same columns, as one executemany each (versioned
+    rows one statement each, so a lost race names its object)."""
+    if versioned:
+        for obj, state, params in records:
+            yield [(obj, state)], [params]
+        return
+    shapes: dict[tuple[str, ...], frozenset[str]] = {}
+    last: frozenset[str] | None = None
+    group: list[Pair] = []
+    param_sets: list[dict[str, Any]] = []
+    for obj, state, params in records:
+        names = tuple(params)
+        shape = shapes.get(names)
+        if shape is None:
+            shape = shapes[names] = frozenset(names)
+        if shape != last:
+            if group:
+                yield group, param_sets
+            group, param_sets, last = [], [], shape
+        group.append((obj, state))
+        param_sets.append(params)
+    if group:
+        yield group, param_sets
 
 
 class UnitOfWork:
@@ -415,65 +443,81 @@ class UnitOfWork:
                 for col, value in zip(mapper.pk_columns, pk_values, strict=True):
                     sw_params[str(col._label)] = value
                 records.append((obj, state, sw_params))
+        custom = mapper.custom_compare
+        pk_labels = facts.pk_labels
+        pk_label = pk_labels[0] if mapper.single_pk else None
+        pk_attr_keys = mapper.pk_attr_keys
+        versioned = mapper.version_attr is not None
+        unchanged: list[Pair] = []
         for obj, state in pairs:
             d = obj.__dict__
             params: dict[str, Any] = {}
-            for attr, old in (state.committed or {}).items():
-                new = d.get(attr)
-                if old is NO_VALUE or not compare[attr](old, new):
-                    params[column_for_attr[attr].key] = new
-            key_expired = state.expired and any(
-                k in state.expired and k not in d for k in mapper.pk_attr_keys
+            committed = state.committed
+            if committed:
+                for attr, old in committed.items():
+                    new = d.get(attr)
+                    # ``not ==`` is what TypeEngine.compare_values amounts to.
+                    if old is NO_VALUE or (
+                        not compare[attr](old, new) if attr in custom else not old == new  # noqa: SIM201
+                    ):
+                        params[column_for_attr[attr].key] = new
+            expired = state.expired
+            key_expired = expired is not None and any(
+                k in expired and k not in d for k in pk_attr_keys
             )
             if not params:
                 if key_expired:
                     # No statement needs the key; like the reference, it is loaded once
                     # the flush's statements have succeeded.
                     self.late_loads.append((obj, state))
-                self.recorder.updated(obj, state, state.key)
+                unchanged.append((obj, state))
                 continue
             if key_expired:
                 self._load_expired(obj, state)
-            if mapper.version_attr is not None:
+            if versioned:
                 self._version_params(mapper, obj, state, params, d)
-            old_key = state.key
-            pk_values = (old_key,) if mapper.single_pk else old_key
-            for col, value in zip(mapper.pk_columns, pk_values, strict=True):
-                params[str(col._label)] = value
+            if pk_label is not None:
+                params[pk_label] = state.key
+            else:
+                params.update(zip(pk_labels, state.key, strict=True))
             records.append((obj, state, params))
+        if unchanged:
+            self.recorder.updated_batch(mapper, unchanged)
+        for group, param_sets in _batches(records, versioned):
+            self._execute_update(mapper, facts.update, group, param_sets, versioned)
 
+    def _execute_update(
+        self,
+        mapper: Mapper,
+        stmt: Any,
+        group: list[Pair],
+        param_sets: list[dict[str, Any]],
+        versioned: bool,
+    ) -> None:
+        """One executemany UPDATE; its row count checked, its objects recorded."""
         conn = self.conn
         dialect = conn.dialect
-        stmt = facts.update
-        versioned = mapper.version_attr is not None
-        # Versioned rows go one statement each, so a lost race names its object.
-        shape: Callable[[Any], Any] = (
-            (lambda r: (frozenset(r[2]), id(r[0]))) if versioned else (lambda r: frozenset(r[2]))
+        result = conn.execute(stmt, param_sets)
+        check = dialect.supports_sane_rowcount and (
+            len(group) == 1 or dialect.supports_sane_multi_rowcount
         )
-        for _, grp in groupby(records, shape):
-            group = list(grp)
-            result = conn.execute(stmt, [r[2] for r in group])
-            check = dialect.supports_sane_rowcount and (
-                len(group) == 1 or dialect.supports_sane_multi_rowcount
+        if check and versioned and result.rowcount != 1:
+            raise version_conflict(mapper, "UPDATE", group[0][0], param_sets[0])
+        if check and result.rowcount != len(group):
+            raise StaleDataError(
+                f"UPDATE statement on table {mapper.table.name!r} expected to update "
+                f"{len(group)} row(s); {result.rowcount} were matched. The row of "
+                f"{'an object' if len(group) > 1 else type(group[0][0]).__name__} was "
+                f"deleted or its primary key changed by another transaction; reload the "
+                f"object (session.refresh / session.get) and apply the change again."
             )
-            if check and versioned and result.rowcount != 1:
-                raise version_conflict(mapper, "UPDATE", group[0][0], group[0][2])
-            if check and result.rowcount != len(group):
-                raise StaleDataError(
-                    f"UPDATE statement on table {mapper.table.name!r} expected to update "
-                    f"{len(group)} row(s); {result.rowcount} were matched. The row of "
-                    f"{'an object' if len(group) > 1 else type(group[0][0]).__name__} was "
-                    f"deleted or its primary key changed by another transaction; reload the "
-                    f"object (session.refresh / session.get) and apply the change again."
-                )
-            compiled: Any = result.context.compiled
-            if compiled.prefetch or compiled.postfetch:
-                for (obj, _state, _), cparams in zip(
-                    group, result.context.compiled_parameters, strict=True
-                ):
-                    self.expired_some |= apply_update_defaults(mapper, obj, compiled, cparams)
-            for obj, state, _ in group:
-                self.recorder.updated(obj, state, mapper.key_from_dict(obj.__dict__))
+        compiled: Any = result.context.compiled
+        if compiled.prefetch or compiled.postfetch:
+            for (obj, _state), cparams in zip(
+                group, result.context.compiled_parameters, strict=True
+            ):
+                self.expired_some |= apply_update_defaults(mapper, obj, compiled, cparams)
+        self.recorder.updated_batch(mapper, group)
 
     def _version_params(
         self,

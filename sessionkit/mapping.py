@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Column, FromClause, Table
 from sqlalchemy.event import EventTarget
+from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import immutabledict
 
 from .attributes import ColumnAttribute, instance_delattr, instance_setattr, validated_setattr
@@ -99,6 +100,13 @@ class Mapper(EventTarget):
         self.compare: dict[str, Callable[[Any, Any], bool]] = {
             k: c.type.compare_values for k, c in zip(self.attr_keys, self.columns, strict=True)
         }
+        # Columns whose type compares values its own way; the others compare with ==,
+        # which the flush writes inline (it runs once per changed attribute).
+        self.custom_compare: frozenset[str] = frozenset(
+            k
+            for k, c in zip(self.attr_keys, self.columns, strict=True)
+            if type(c.type).compare_values is not TypeEngine.compare_values
+        )
         # Optimistic concurrency: every UPDATE and DELETE checks and bumps this column.
         self.version_column: Column[Any] | None = None
         self.version_attr: str | None = None

@@ -53,6 +53,8 @@ class Facts:
             mapper, self
         )
         self.insert = table.insert()
+        # The UPDATE's primary-key parameter names, in primary-key order.
+        self.pk_labels = tuple(str(c._label) for c in mapper.pk_columns)
         self.update = table.update().where(
             and_(*(c == bindparam(c._label, type_=c.type) for c in mapper.pk_columns))
         )

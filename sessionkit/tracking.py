@@ -34,9 +34,12 @@ class UndoLog:
     Weak references: bookkeeping must not keep objects the application dropped alive.
     """
 
-    __slots__ = ("deleted", "inserted", "key_switches", "updated")
+    __slots__ = ("deleted", "inserted", "keeps_updated", "key_switches", "updated")
 
-    def __init__(self) -> None:
+    def __init__(self, keeps_updated: bool = True) -> None:
+        # Undoing the outermost level expires every object, so it has no use for the
+        # list of updated ones: not keeping it saves an entry per UPDATE.
+        self.keeps_updated = keeps_updated
         self.inserted: list[Record] = []
         self.updated: list[Record] = []
         self.deleted: list[Record] = []
@@ -250,17 +253,31 @@ class Recorder:
             state.key = obj_key
             sub[obj_key] = ref
 
-    def updated(self, obj: Any, state: InstanceState, new_key: Any) -> None:
+    def updated_batch(self, mapper: Mapper, pairs: list[Pair]) -> None:
+        """Objects of one class whose UPDATE succeeded (or that had nothing to write):
+        their changes are saved. Inlined, as it runs once per object of every UPDATE.
+        The key is read back from the attributes, which a changed primary key moves."""
         log = self.log
-        log.updated.append((weakref.ref(obj), state))
-        state.clear_history()
-        if new_key is not None and new_key != state.key:
-            imap = self.tracker.identity_map
-            log.key_switches.append((weakref.ref(obj), state, state.key))
-            imap.forget_fresh()
-            imap.discard(state.mapper, state.key, obj)
-            state.key = new_key
-            imap.add(state.mapper, new_key, obj)
+        if log.keeps_updated:
+            log.updated += [(weakref.ref(obj), state) for obj, state in pairs]
+        single = mapper.pk_attr_keys[0] if mapper.single_pk else None
+        key_from_dict = mapper.key_from_dict
+        for obj, state in pairs:
+            state.committed = None
+            state.rel_changes = None
+            state.modified = False
+            d = obj.__dict__
+            new_key = d.get(single) if single is not None else key_from_dict(d)
+            if new_key is not None and new_key != state.key:
+                self._rekey(obj, state, new_key)
+
+    def _rekey(self, obj: Any, state: InstanceState, new_key: Any) -> None:
+        imap = self.tracker.identity_map
+        self.log.key_switches.append((weakref.ref(obj), state, state.key))
+        imap.forget_fresh()
+        imap.discard(state.mapper, state.key, obj)
+        state.key = new_key
+        imap.add(state.mapper, new_key, obj)
 
     def deleted(self, obj: Any, state: InstanceState) -> None:
         self.tracker.mark_row_gone(obj, state, self.log)

@@ -94,7 +94,7 @@ class SessionTransaction:
         self.should_commit = True
         # Nested only: the Core SAVEPOINT, emitted lazily with the next SQL.
         self.savepoint: Any = None
-        self.log = UndoLog()
+        self.log = UndoLog(keeps_updated=parent is not None)
         self.failed: BaseException | None = None
         self.closed = False
         # Root only: the COMMIT went through (set the moment that is known), so that an

@@ -257,7 +257,7 @@ def test_interrupted_insert_bookkeeping(
 
 
 def test_interrupted_update_bookkeeping(notes: Engine) -> None:
-    walk(sk_tracking.Recorder.updated.__code__, notes, update_and_delete)
+    walk(sk_tracking.Recorder.updated_batch.__code__, notes, update_and_delete)
 
 
 def test_interrupted_delete_bookkeeping(notes: Engine) -> None:
