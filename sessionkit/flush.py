@@ -91,6 +91,18 @@ def _check_expired_keys(pairs: list[Pair]) -> None:
             raise err
 
 
+def _by_mapper(pairs: Sequence[Pair], into: dict[Mapper, list[Pair]]) -> None:
+    """Append each pair to its class's list (runs of one class share one lookup)."""
+    last = None
+    bucket: list[Pair] = []
+    for pair in pairs:
+        mapper = pair[1].mapper
+        if mapper is not last:
+            bucket = into.setdefault(mapper, [])
+            last = mapper
+        bucket.append(pair)
+
+
 def _batches(
     records: list[tuple[Any, InstanceState, dict[str, Any]]], versioned: bool
 ) -> Iterator[tuple[list[Pair], list[dict[str, Any]]]]:
@@ -144,12 +156,9 @@ class UnitOfWork:
     def register(
         self, pending: Sequence[Pair], modified: Sequence[Pair], deleted: Sequence[Pair]
     ) -> None:
-        for obj, state in pending:
-            self.inserts.setdefault(state.mapper, []).append((obj, state))
-        for obj, state in modified:
-            self.updates.setdefault(state.mapper, []).append((obj, state))
-        for obj, state in deleted:
-            self.deletes.setdefault(state.mapper, []).append((obj, state))
+        _by_mapper(pending, self.inserts)
+        _by_mapper(modified, self.updates)
+        _by_mapper(deleted, self.deletes)
 
     def execute(self) -> None:
         try:

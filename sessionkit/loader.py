@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from keyword import iskeyword
 from typing import TYPE_CHECKING, Any
 
 from .gcpause import BULK, paused
@@ -132,8 +133,8 @@ def _compile_loader(mapper: Mapper) -> Callable[..., list[Any]]:
 
     Unrolling the columns turns each row into plain local variables (one tuple unpack)
     and keeps the loop free of generic per-row calls. Objects are built by a "twin" class
-    with the mapped class's memory layout and no ``__setattr__`` hook: its generated
-    ``__init__`` stores the values with ordinary attribute assignments, which CPython
+    with the mapped class's memory layout and no ``__setattr__`` hook: the loop stores
+    the values with ordinary attribute assignments (no call per object), which CPython
     keeps in the compact per-class shared-key layout, and the object then becomes an
     instance of the mapped class. That is both faster and a third smaller than filling
     a fresh ``__dict__``. Classes whose layout does not allow it fall back to the dict.
@@ -145,9 +146,16 @@ def _compile_loader(mapper: Mapper) -> Callable[..., list[Any]]:
     else:
         pk_expr = "(" + ", ".join(pk_names) + ",)"
     none_check = " or ".join(f"{n} is None" for n in pk_names)
-    twin = _make_twin(mapper, names)
+    twin = _make_twin(mapper)
     if twin is not None:
-        make = f"obj = twin({', '.join(names)}, marker)\n        set_class(obj, '__class__', cls)"
+        stores = "".join(
+            f"\n        obj.{key} = {name}"
+            for key, name in zip(mapper.attr_keys, names, strict=True)
+        )
+        make = (
+            f"obj = new(twin){stores}\n        obj.{STATE_KEY} = marker\n"
+            "        set_class(obj, '__class__', cls)"
+        )
     else:
         items = [f"{key!r}: {name}" for key, name in zip(mapper.attr_keys, names, strict=True)]
         items.append(f"{STATE_KEY!r}: marker")
@@ -192,24 +200,17 @@ def load(rows, sub, marker, populate, modified, on_dead):
     return loader
 
 
-def _make_twin(mapper: Mapper, names: list[str]) -> type | None:
-    """A class that builds instances of ``mapper.class_`` without its hooks, or None."""
+def _make_twin(mapper: Mapper) -> type | None:
+    """A plain class with ``mapper.class_``'s memory layout, or None if there is none."""
     cls = mapper.class_
-    stores = [f"    self.{key} = {name}" for key, name in zip(mapper.attr_keys, names, strict=True)]
-    if not all(key.isidentifier() for key in mapper.attr_keys):
+    keys = [*mapper.attr_keys, STATE_KEY]
+    if not all(key.isidentifier() and not iskeyword(key) for key in keys):
         return None
-    src = "\n".join(
-        [
-            f"def __init__(self, {', '.join(names)}, marker):",
-            *stores,
-            f"    self.{STATE_KEY} = marker",
-        ]
-    )
-    namespace: dict[str, Any] = {}
-    exec(compile(src, f"<sessionkit twin of {cls.__name__}>", "exec"), namespace)
-    twin = type(f"{cls.__name__}Loader", (object,), {"__init__": namespace["__init__"]})
+    twin = type(f"{cls.__name__}Loader", (object,), {})
     try:
-        probe = twin(*([None] * len(names)), None)
+        probe = object.__new__(twin)
+        for key in keys:
+            setattr(probe, key, None)
         object.__setattr__(probe, "__class__", cls)
     except TypeError:
         return None  # a different memory layout (__slots__, a C base class...)

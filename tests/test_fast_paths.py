@@ -112,6 +112,32 @@ def test_class_with_its_own_layout_loads_through_the_dict(engine: Engine) -> Non
     assert s.scalar(select(table.c.v).where(table.c.id == 1)) == "changed"
 
 
+def test_columns_named_like_python_keywords_load(engine: Engine) -> None:
+    """The generated loader stores attributes by name; a keyword cannot be one there."""
+    md = sa.MetaData()
+    table = sa.Table(
+        "kw_things",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("class", String(10)),
+        Column("from", String(10)),
+    )
+    Base: Any = declarative_base(metadata=md)
+
+    class Thing(Base):  # type: ignore[misc]
+        __table__ = table
+
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"id": 1, "class": "a", "from": "b"}])
+    s = Session(engine)
+    thing = s.scalars(select(Thing)).one()
+    assert (type(thing), getattr(thing, "class"), getattr(thing, "from")) == (Thing, "a", "b")
+    setattr(thing, "from", "c")
+    s.commit()
+    assert s.scalar(select(table.c["from"])) == "c"
+
+
 def test_constructor_fast_path_still_rejects_unknown_keywords() -> None:
     Base = declarative_base()
 
