@@ -75,9 +75,17 @@ def expire_identity_map(imap: IdentityMap, reason: str, track: bool) -> None:
     members: dict[Any, list[weakref.ref[Any]]] = {}
     if track:
         expiry.members = members
+    total = sum(map(len, imap.by_mapper.values()))
+    dead = imap.dead_count()
+    if dead * 8 > total:
+        # The walk below would spend a good part of its time on dropped objects.
+        imap.sweep()
+        total -= dead
     subs = list(imap.by_mapper.items())
-    with paused(sum(len(sub) for _, sub in subs)):
+    with paused(total):
         for mapper, sub in subs:
+            if not sub:
+                continue
             refs = list(sub.values())
             if track:
                 members[mapper] = refs

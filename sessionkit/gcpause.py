@@ -23,7 +23,7 @@ import gc
 import threading
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from itertools import chain, starmap
 
 BULK = 1000
@@ -62,12 +62,23 @@ def _release(saved: tuple[int, int, int]) -> None:
     )
 
 
-@contextmanager
-def paused(count: int) -> Iterator[None]:
-    global _depth
+_NOT_PAUSED = nullcontext()
+
+
+def paused(count: int) -> AbstractContextManager[None]:
+    """Hold the collector back while ``count`` objects are worked on, if that is many.
+
+    Small operations (every commit of a few objects) get a shared no-op context: the
+    generator-based one costs more than the pause saves there.
+    """
     if count < BULK or not gc.isenabled():
-        yield
-        return
+        return _NOT_PAUSED
+    return _paused()
+
+
+@contextmanager
+def _paused() -> Iterator[None]:
+    global _depth
     with _lock:
         _depth += 1
         if _depth == 1:

@@ -90,10 +90,16 @@ class IdentityMap:
         sub = self.by_mapper.get(mapper)
         if sub is None:
             sub = self.by_mapper[mapper] = self.by_class[mapper.class_] = {}
+        # Dead entries go once they outnumber the live ones: amortised O(1) per object,
+        # and no commit walks a map mostly made of objects the application dropped.
         dead = self._dead_count[0]
-        if dead > 256 and dead * 2 > sum(map(len, self.by_mapper.values())):
+        if dead > 16 and dead * 2 > sum(map(len, self.by_mapper.values())):
             self.sweep()
         return sub
+
+    def dead_count(self) -> int:
+        """How many entries may point at objects that are gone (since the last sweep)."""
+        return self._dead_count[0]
 
     def sweep(self) -> None:
         if not self._dead_count[0]:

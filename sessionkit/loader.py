@@ -208,7 +208,7 @@ def _make_twin(mapper: Mapper) -> type | None:
         return None
     twin = type(f"{cls.__name__}Loader", (object,), {})
     try:
-        probe = object.__new__(twin)
+        probe: Any = object.__new__(twin)
         for key in keys:
             setattr(probe, key, None)
         object.__setattr__(probe, "__class__", cls)

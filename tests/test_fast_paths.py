@@ -155,3 +155,17 @@ def test_constructor_fast_path_still_rejects_unknown_keywords() -> None:
     assert inspect(item).modified
     with pytest.raises(TypeError, match="invalid keyword argument"):
         Item(colour="red")
+
+
+def test_commits_do_not_keep_walking_objects_the_application_dropped(engine: Engine) -> None:
+    """Each commit expires the identity map; entries of objects already gone are swept
+    there instead of piling up, so a long-lived session's commits stay cheap."""
+    User = setup_users(SK, engine)
+    s = Session(engine)
+    for i in range(300):
+        s.add(User(name=f"u{i}", fullname="x"))  # not held: gone once flushed
+        s.commit()
+    gc.collect()
+    entries = s._tracker.identity_map.by_mapper[User.__sk_mapper__]
+    assert len(entries) <= 2
+    assert s.scalar(select(sa.func.count()).select_from(User)) == 303
