@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Executable, Select, and_, bindparam, or_, select, tuple_
+from sqlalchemy import ARRAY, Executable, Select, and_, any_, bindparam, or_, select, tuple_
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.engine.result import ChunkedIteratorResult, SimpleResultMetaData
 from sqlalchemy.sql.selectable import ForUpdateArg
@@ -150,12 +150,19 @@ def select_by_pks(mapper: Mapper, dialect: Any, keys: list[Any]) -> Select[Any]:
     """
     cols = mapper.columns
     if mapper.single_pk:
-        stmt = mapper.statement_cache.get("select_in")
+        # PostgreSQL takes the keys as one array parameter: one statement text for every
+        # batch (its plan is reused), nothing rendered per key.
+        as_array = dialect.name == "postgresql"
+        cache_key = "select_any" if as_array else "select_in"
+        stmt = mapper.statement_cache.get(cache_key)
         if stmt is None:
             pk = mapper.pk_columns[0]
-            stmt = mapper.statement_cache["select_in"] = select(*cols).where(
-                pk.in_(bindparam("pk_values", expanding=True))
+            where = (
+                pk == any_(bindparam("pk_values", type_=ARRAY(pk.type)))
+                if as_array
+                else pk.in_(bindparam("pk_values", expanding=True))
             )
+            stmt = mapper.statement_cache[cache_key] = select(*cols).where(where)
         assert isinstance(stmt, Select)
         return stmt
     if getattr(dialect, "tuple_in_values", False):
