@@ -100,6 +100,9 @@ def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) ->
     dict_keys = mapper.dict_keys
     attr_keys = mapper.expire_keys
     fast = not mapper.has_extras
+    pk_attr = mapper.pk_attr_keys[0] if mapper.single_pk else None
+    key_from_dict = mapper.key_from_dict
+    new = object.__new__
     dicts: list[dict[str, Any]] = []
     states: list[InstanceState] = []
     others: list[InstanceState] = []
@@ -110,7 +113,17 @@ def expire_refs(mapper: Mapper, refs: list[weakref.ref[Any]], expiry: Expiry) ->
         d = obj.__dict__
         state = d[STATE_KEY]
         if state.__class__ is Loaded:
-            state = InstanceState(mapper, mapper.key_from_dict(d), state.session_ref)
+            # InstanceState(mapper, key, session_ref), written out: a commit after a
+            # large read builds one per object. The fields set below complete it.
+            session_ref = state.session_ref
+            state = new(InstanceState)
+            state.mapper = mapper
+            state.key = d.get(pk_attr) if pk_attr is not None else key_from_dict(d)
+            state.session_ref = session_ref
+            state.group = None
+            state.rel_changes = None
+            state.deleted = False
+            state.was_deleted = False
         state.expired = all_attrs
         state.committed = None
         state.modified = False
