@@ -231,13 +231,31 @@ def restore_marker(cls: type) -> Loaded:
 
 
 def materialize(obj: Any, marker: Loaded) -> InstanceState:
-    """Replace a shared ``Loaded`` marker with the object's own state."""
+    """Replace a shared ``Loaded`` marker with the object's own state.
+
+    The state is built field by field rather than through ``InstanceState()``: this
+    runs on the first change of every loaded object, and the type call is a good part
+    of its cost.
+    """
     d = obj.__dict__
     mapper = marker.mapper
-    state = InstanceState(mapper, mapper.key_from_dict(d), marker.session_ref)
+    state: InstanceState = _new(InstanceState)
+    state.mapper = mapper
+    state.key = mapper.key_from_dict(d)
+    state.session_ref = marker.session_ref
     state.group = marker.group
+    state.rel_changes = None
+    state.committed = None
+    state.modified = False
+    state.expired = None
+    state.expired_by = None
+    state.deleted = False
+    state.was_deleted = False
     d[STATE_KEY] = state
     return state
+
+
+_new = object.__new__
 
 
 def get_state(obj: Any) -> InstanceState:

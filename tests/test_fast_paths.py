@@ -14,6 +14,7 @@ from sqlalchemy import Column, Engine, Integer, String, select
 from sessionkit import Session, declarative_base, inspect, map_imperatively
 from sessionkit.exc import InvalidRequestError, PendingRollbackError
 from sessionkit.gcpause import BULK
+from sessionkit.state import STATE_KEY, InstanceState
 from support import SQLRecorder
 
 
@@ -169,3 +170,26 @@ def test_commits_do_not_keep_walking_objects_the_application_dropped(engine: Eng
     entries = s._tracker.identity_map.by_mapper[User.__sk_mapper__]
     assert len(entries) <= 2
     assert s.scalar(select(sa.func.count()).select_from(User)) == 303
+
+
+def test_states_built_field_by_field_set_every_field(engine: Engine) -> None:
+    """The first change and a commit's expiry build states without InstanceState();
+    a field either forgets would raise AttributeError on its first read."""
+    User = setup_users(SK, engine)
+    s = Session(engine)
+    users: list[Any] = s.scalars(select(User).order_by(User.id)).all()
+    users[0].name = "changed"  # its own state, built from the shared marker
+    first = users[0].__dict__[STATE_KEY]
+    assert {slot: getattr(first, slot) for slot in InstanceState.__slots__} == {
+        **{slot: getattr(InstanceState(first.mapper), slot) for slot in InstanceState.__slots__},
+        "key": 1,
+        "session_ref": first.session_ref,
+        "committed": {"name": "sandy"},
+        "modified": True,
+        "group": None,
+    }
+    s.commit()  # the others' states are built by the expiry
+    for user in users:
+        state = user.__dict__[STATE_KEY]
+        assert [slot for slot in InstanceState.__slots__ if not hasattr(state, slot)] == []
+        assert state.key == user.id
