@@ -7,10 +7,24 @@ module decides *how*. Building objects from rows is ``loader.py``'s job.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ARRAY, Executable, Select, and_, any_, bindparam, or_, select, tuple_
+from sqlalchemy import (
+    ARRAY,
+    Executable,
+    Integer,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.engine.result import ChunkedIteratorResult, SimpleResultMetaData
 from sqlalchemy.sql.selectable import ForUpdateArg
@@ -142,34 +156,51 @@ def apply_loaded(
         state.expired = frozenset(rest) if rest else None
 
 
-def select_by_pks(mapper: Mapper, dialect: Any, keys: list[Any]) -> Select[Any]:
-    """``SELECT <all columns> WHERE pk IN (...)`` for a batched refresh.
+def select_by_pks(
+    mapper: Mapper, dialect: Any, keys: list[Any]
+) -> tuple[Select[Any], dict[str, Any] | None]:
+    """``SELECT <all columns> WHERE pk IN (...)`` for a batched load, with its parameters.
 
-    Composite keys use a tuple IN where the dialect supports it, OR-ed conditions
-    otherwise.
+    A single-column key travels as one parameter where the database can take a list
+    that way: an array on PostgreSQL, a JSON text read with ``json_each`` on SQLite for
+    integer keys. Then every batch runs one cached statement text and nothing is
+    rendered per key; elsewhere the IN list is expanded for each execution. Composite
+    keys use a tuple IN where the dialect supports it, OR-ed conditions otherwise.
     """
     cols = mapper.columns
     if mapper.single_pk:
-        # PostgreSQL takes the keys as one array parameter: one statement text for every
-        # batch (its plan is reused), nothing rendered per key.
-        as_array = dialect.name == "postgresql"
-        cache_key = "select_any" if as_array else "select_in"
-        stmt = mapper.statement_cache.get(cache_key)
+        how = _keys_as(mapper, dialect, keys)
+        stmt = mapper.statement_cache.get(("select_in", how))
         if stmt is None:
             pk = mapper.pk_columns[0]
-            where = (
-                pk == any_(bindparam("pk_values", type_=ARRAY(pk.type)))
-                if as_array
-                else pk.in_(bindparam("pk_values", expanding=True))
-            )
-            stmt = mapper.statement_cache[cache_key] = select(*cols).where(where)
+            if how == "array":
+                where = pk == any_(bindparam("pk_values", type_=ARRAY(pk.type)))
+            elif how == "json":
+                each = func.json_each(bindparam("pk_values", type_=String())).table_valued("value")
+                where = pk.in_(select(each.c.value))
+            else:
+                where = pk.in_(bindparam("pk_values", expanding=True))
+            stmt = mapper.statement_cache[("select_in", how)] = select(*cols).where(where)
         assert isinstance(stmt, Select)
-        return stmt
+        return stmt, {"pk_values": json.dumps(keys) if how == "json" else keys}
     if getattr(dialect, "tuple_in_values", False):
-        return select(*cols).where(tuple_(*mapper.pk_columns).in_(keys))
+        return select(*cols).where(tuple_(*mapper.pk_columns).in_(keys)), None
     return select(*cols).where(
         or_(*(and_(*(c == v for c, v in zip(mapper.pk_columns, k, strict=True))) for k in keys))
-    )
+    ), None
+
+
+def _keys_as(mapper: Mapper, dialect: Any, keys: list[Any]) -> str:
+    if dialect.name == "postgresql":
+        return "array"
+    if (
+        dialect.name == "sqlite"
+        and (dialect.server_version_info or ()) >= (3, 38)  # JSON functions built in
+        and isinstance(mapper.pk_columns[0].type, Integer)
+        and all(type(k) is int for k in keys)
+    ):
+        return "json"
+    return "in"
 
 
 # -- results of select() statements ---------------------------------------------------
@@ -517,8 +548,7 @@ def _refresh_batch(obj: Any, state: InstanceState, limit: int) -> list[Pair]:
 def _load_batch(conn: Connection, obj: Any, state: InstanceState, batch: list[Pair]) -> None:
     mapper = state.mapper
     keys = [st.key for _, st in batch]
-    stmt = select_by_pks(mapper, conn.dialect, keys)
-    params = {"pk_values": keys} if mapper.single_pk else None
+    stmt, params = select_by_pks(mapper, conn.dialect, keys)
     rows = fetch_plain(conn.execute(stmt, params))
     by_key = dict(zip(map(mapper.row_pk, rows), rows, strict=True))
     attrs = mapper.attr_keys

@@ -288,8 +288,7 @@ def _fill_local_values(
     attr_keys = parent.attr_keys
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
-        stmt = select_by_pks(parent, conn.dialect, chunk)
-        params = {"pk_values": chunk} if parent.single_pk else None
+        stmt, params = select_by_pks(parent, conn.dialect, chunk)
         rows = fetch_plain(conn.execute(stmt, params))
         by_key = {parent.row_pk(r): r for r in rows}
         for obj, state in missing[start : start + CHUNK]:

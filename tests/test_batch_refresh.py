@@ -7,12 +7,13 @@ one-by-one refresh, never overwriting unflushed changes, and the default unchang
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from models import setup_users
 from reference import SK
-from sqlalchemy import Column, Engine, Integer, String, delete, select, update
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, delete, select, update
 
 from sessionkit import Session, declarative_base
 from sessionkit.exc import ArgumentError, ObjectDeletedError
@@ -53,9 +54,49 @@ def test_one_select_refreshes_the_whole_event(engine: Engine) -> None:
         # One array parameter: the same statement text for every batch, nothing per key.
         assert "user_account.id = ANY (" in selects(rec)[0]
         assert sorted(params[0]) == [1, 2, 3, 4, 5]
+    elif engine.dialect.name == "sqlite":
+        # Integer keys as one JSON text, read back by SQLite's json_each().
+        assert "FROM json_each(?)" in selects(rec)[0]
+        assert sorted(json.loads(params[0])) == [1, 2, 3, 4, 5]
     else:
         assert " IN " in selects(rec)[0]
         assert sorted(params) == [1, 2, 3, 4, 5]
+
+
+def test_sqlite_without_json_functions_expands_the_in_list(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    _s, _, users = loaded_session(engine, batch_refresh=True)
+    # After the first connection, which sets the version from the library.
+    monkeypatch.setattr(engine.dialect, "server_version_info", (3, 37, 2))
+    with SQLRecorder(engine) as rec:
+        assert [u.name for u in users] == list(NAMES)
+    assert len(selects(rec)) == 1
+    assert " IN (" in selects(rec)[0] and "json_each" not in selects(rec)[0]
+
+
+def test_string_keys_refresh_in_batches_too(engine: Engine) -> None:
+    """Keys that are not integers take the expanding IN on SQLite (json_each would hand
+    back values of another type), the array on PostgreSQL."""
+    md = MetaData()
+    table = Table("codes", md, Column("code", String(10), primary_key=True), Column("v", Integer))
+    Base: Any = declarative_base(metadata=md)
+
+    class Code(Base):  # type: ignore[misc]
+        __table__ = table
+
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"code": f"c{i}", "v": i} for i in range(5)])
+    s = Session(engine, batch_refresh=True)
+    codes: list[Any] = s.scalars(select(Code).order_by(table.c.code)).all()
+    s.commit()
+    with SQLRecorder(engine) as rec:
+        assert [c.v for c in codes] == [0, 1, 2, 3, 4]
+    assert len(selects(rec)) == 1
+    assert "json_each" not in selects(rec)[0]
 
 
 def test_batches_of_every_size_share_one_statement_text(engine: Engine) -> None:
