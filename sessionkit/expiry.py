@@ -80,7 +80,10 @@ def expire_identity_map(imap: IdentityMap, reason: str, track: bool) -> None:
     if dead * 8 > total:
         # The walk below would spend a good part of its time on dropped objects.
         imap.sweep()
-        total -= dead
+        # Counted again: a callback may also count an entry already removed.
+        total = sum(map(len, imap.by_mapper.values()))
+        if not total:
+            return  # e.g. a commit of objects the application no longer holds
     subs = list(imap.by_mapper.items())
     with paused(total):
         for mapper, sub in subs:
