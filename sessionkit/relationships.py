@@ -323,7 +323,7 @@ class Relationship:
             if session is None and cascade and back.uselist:
                 _note_stray(value, back, obj, self.key)
         if cascade and session is not None and value is not None and "save-update" in self.cascades:
-            cascade_add(session, value)
+            cascade_add(session, value, obj)
 
     def check_members(self, coll: Any, items: list[Any], owner: Any = None) -> None:
         """Before a collection changes: members of the right class, none the cascade
@@ -375,7 +375,7 @@ class Relationship:
                 else:
                     unlink(item.__dict__, back, owner)
             if op == "add" and session is not None and "save-update" in self.cascades:
-                cascade_add(session, item)
+                cascade_add(session, item, owner)
 
     def _replace(self, obj: Any, value: Any) -> None:
         """``author.books = [...]`` (or a one-to-one's ``author.profile = p``)."""
@@ -431,7 +431,7 @@ class Relationship:
             else:
                 changed(item, child_state(item, self.target), self, owner)
             if session is not None and "save-update" in self.cascades:
-                cascade_add(session, item)
+                cascade_add(session, item, owner)
 
     def _held_by_key(self, obj: Any, state: Any) -> Any:
         session = None if state.session_ref is None else state.session_ref()
@@ -665,13 +665,14 @@ def refuse_deleted(owner: Any, item: Any) -> None:
         )
 
 
-def cascade_add(session: Any, item: Any) -> None:
-    """The save-update cascade of a change: ``item`` joins ``session`` unless it is in it
-    already. An object marked for deletion stays marked, as in the ORM (whose cascade
-    skips what the session contains); only an explicit ``add()`` takes the mark back."""
+def cascade_add(session: Any, item: Any, owner: Any) -> None:
+    """The save-update cascade of a change to ``owner``: ``item`` joins ``session`` unless
+    it is in it already. An object marked for deletion stays marked, as in the ORM (whose
+    cascade skips what the session contains); only an explicit ``add()`` takes the mark
+    back."""
     state = item.__dict__.get(STATE_KEY)
     if state is None or state.session_ref is not session._ref:
-        session.add(item)
+        session._add_cascaded(item, owner)
 
 
 def _note_stray(parent: Any, back: Relationship, child: Any, key: str) -> None:

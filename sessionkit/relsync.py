@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from .mapping import Mapper
 
 
-def cascade_targets(obj: Any, mapper: Mapper, session_ref: Any) -> list[Any]:
+def cascade_targets(obj: Any, mapper: Mapper, session_ref: Any, came_from: Any = None) -> list[Any]:
     """The objects ``session.add(obj)`` adds with it (cascade save-update): loaded
-    many-to-one values and collection members not yet in that session."""
+    many-to-one values and collection members not yet in that session, but not
+    ``came_from``, the object whose change cascaded to ``obj``."""
     d = obj.__dict__
     out = []
     for rel in mapper.relationships.values():
@@ -29,8 +30,11 @@ def cascade_targets(obj: Any, mapper: Mapper, session_ref: Any) -> list[Any]:
         if value is None or "save-update" not in rel.cascades:
             continue
         for item in value if isinstance(value, list) else (value,):
+            if item is came_from:
+                continue
             st = item.__dict__.get(STATE_KEY)
-            if st is None or st.session_ref is not session_ref:
+            # One whose DELETE was flushed goes too: add() refuses it, as the ORM does.
+            if st is None or st.session_ref is not session_ref or st.deleted or st.was_deleted:
                 out.append(item)
     return out
 
@@ -52,7 +56,16 @@ def sync_foreign_keys(mapper: Mapper, pairs: Iterable[tuple[Any, Any]]) -> None:
         for rel in m2o:
             if rel.key not in d or (state.key is not None and not (changes and rel.key in changes)):
                 continue
-            values = rel.remote_values(d[rel.key])
+            target = d[rel.key]
+            if _deleted(target):
+                # Not in the session any more: the ORM warns and leaves the key alone.
+                warn(
+                    f"Object of type <{type(target).__name__}> not in session, add operation "
+                    f"along '{rel.name}' won't proceed (its DELETE was flushed; assign "
+                    f"another object or None)"
+                )
+                continue
+            values = rel.remote_values(target)
             if values is not None:
                 _set_keys(mapper, obj, state, [c for c, _ in rel.pairs], values)
         if changes:
@@ -62,6 +75,12 @@ def sync_foreign_keys(mapper: Mapper, pairs: Iterable[tuple[Any, Any]]) -> None:
                 values = rel.local_values(parent)
                 if values is not None:
                     _set_keys(mapper, obj, state, [r for _, r in rel.pairs], values)
+
+
+def _deleted(obj: Any) -> bool:
+    """Whether ``obj`` is an object whose DELETE was flushed."""
+    st = None if obj is None else obj.__dict__.get(STATE_KEY)
+    return st is not None and st.__class__ is not Loaded and (st.deleted or st.was_deleted)
 
 
 def _set_keys(mapper: Mapper, obj: Any, state: Any, columns: list[Any], values: list[Any]) -> None:

@@ -302,7 +302,16 @@ class Session(SessionReads, EventTarget):
             return
         self._add(instance)
 
-    def _add_announced(self, instance: object) -> None:
+    def _add_cascaded(self, instance: object, came_from: object) -> None:
+        """``add()`` by the save-update cascade of a change to ``came_from``: the cascade
+        from ``instance`` does not lead back to it, as the ORM's does not follow the back
+        reference the change just set."""
+        if SESSION:
+            self._add_announced(instance, came_from)
+            return
+        self._add(instance, came_from)
+
+    def _add_announced(self, instance: object, came_from: object = None) -> None:
         tracker = self._tracker
         if tracker.transaction is None:
             self._autobegin()
@@ -310,12 +319,12 @@ class Session(SessionReads, EventTarget):
         if old in ("transient", "detached"):
             state_of(instance)  # an unmapped object fails here, before any event
             fire(self, "before_attach", instance)
-        self._add(instance)
+        self._add(instance, came_from)
         if old in ("transient", "detached"):
             fire(self, "after_attach", instance)
             transitions(self, tracker, [(instance, old)])
 
-    def _add(self, instance: object) -> None:
+    def _add(self, instance: object, came_from: object = None) -> None:
         tracker = self._tracker
         d = getattr(instance, "__dict__", None)
         if d is not None and STATE_KEY not in d:
@@ -329,7 +338,7 @@ class Session(SessionReads, EventTarget):
                 d[STATE_KEY] = state
                 tracker.new[state] = instance
                 if mapper.relationships:
-                    self.add_all(cascade_targets(instance, mapper, self._ref))
+                    self.add_all(cascade_targets(instance, mapper, self._ref, came_from))
                 return
         state = state_of(instance)
         self._attached_elsewhere(instance, state)
@@ -348,7 +357,7 @@ class Session(SessionReads, EventTarget):
         else:
             tracker.attach_persistent(instance, state)
         if state.mapper.relationships:
-            self.add_all(cascade_targets(instance, state.mapper, self._ref))
+            self.add_all(cascade_targets(instance, state.mapper, self._ref, came_from))
 
     def add_all(self, instances: Iterable[object]) -> None:
         for obj in instances:

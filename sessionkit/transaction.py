@@ -35,7 +35,7 @@ from .flush import UnitOfWork
 from .gcpause import paused
 from .hooks import SESSION
 from .relsync import prepare_flush, warn_strays
-from .state import Expiry
+from .state import Expiry, get_state
 from .tracking import Recorder, Tracker, UndoLog
 
 if TYPE_CHECKING:
@@ -615,6 +615,13 @@ class SessionTransaction:
             obj = obj_ref()
             if obj is not None and state.session_ref is ref and id(state) not in inserted_ids:
                 state.deleted = state.was_deleted = False
+                other = imap.lookup(state.mapper, state.key)
+                if other is not None and other is not obj:
+                    # Another object took the key since (a bulk INSERT ... RETURNING does
+                    # not log its objects): it is pushed out and detached, as an INSERT
+                    # pushes one out. Left attached, a delete() of it would DELETE the
+                    # row that belongs to this object.
+                    get_state(other).session_ref = None
                 imap.add(state.mapper, state.key, obj)
                 if dirty_only and state.modified:
                     # Changed after its DELETE was flushed: those values were never saved.
