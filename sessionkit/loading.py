@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     ARRAY,
+    ColumnElement,
+    Enum,
     Executable,
     Integer,
     Select,
     String,
+    Uuid,
     and_,
     any_,
     bindparam,
@@ -159,30 +162,19 @@ def apply_loaded(
 def select_by_pks(
     mapper: Mapper, dialect: Any, keys: list[Any]
 ) -> tuple[Select[Any], dict[str, Any] | None]:
-    """``SELECT <all columns> WHERE pk IN (...)`` for a batched load, with its parameters.
-
-    A single-column key travels as one parameter where the database can take a list
-    that way: an array on PostgreSQL, a JSON text read with ``json_each`` on SQLite for
-    integer keys. Then every batch runs one cached statement text and nothing is
-    rendered per key; elsewhere the IN list is expanded for each execution. Composite
-    keys use a tuple IN where the dialect supports it, OR-ed conditions otherwise.
-    """
+    """``SELECT <all columns> WHERE pk IN (...)`` for a batched load, with its parameters
+    (a single-column key as one parameter where possible, see ``in_values``). Composite
+    keys use a tuple IN where the dialect supports it, OR-ed conditions otherwise."""
     cols = mapper.columns
     if mapper.single_pk:
-        how = _keys_as(mapper, dialect, keys)
+        pk = mapper.pk_columns[0]
+        how = _values_as(pk, dialect, keys)
         stmt = mapper.statement_cache.get(("select_in", how))
         if stmt is None:
-            pk = mapper.pk_columns[0]
-            if how == "array":
-                where = pk == any_(bindparam("pk_values", type_=ARRAY(pk.type)))
-            elif how == "json":
-                each = func.json_each(bindparam("pk_values", type_=String())).table_valued("value")
-                where = pk.in_(select(each.c.value))
-            else:
-                where = pk.in_(bindparam("pk_values", expanding=True))
+            where = _in_clause(pk, how, "pk_values")
             stmt = mapper.statement_cache[("select_in", how)] = select(*cols).where(where)
         assert isinstance(stmt, Select)
-        return stmt, {"pk_values": json.dumps(keys) if how == "json" else keys}
+        return stmt, {"pk_values": _param(how, keys)}
     if getattr(dialect, "tuple_in_values", False):
         return select(*cols).where(tuple_(*mapper.pk_columns).in_(keys)), None
     return select(*cols).where(
@@ -190,17 +182,45 @@ def select_by_pks(
     ), None
 
 
-def _keys_as(mapper: Mapper, dialect: Any, keys: list[Any]) -> str:
-    if dialect.name == "postgresql":
-        return "array"
+def in_values(
+    column: Any, dialect: Any, values: list[Any], name: str
+) -> tuple[ColumnElement[bool], Any]:
+    """``column IN values`` and the value of its parameter ``name``.
+
+    The values travel as one parameter where the database can take a list that way: an
+    array on PostgreSQL, a JSON text read with ``json_each`` on SQLite for integers.
+    Then every batch runs one cached statement text and nothing is rendered per value;
+    elsewhere the IN list is expanded for each execution.
+    """
+    how = _values_as(column, dialect, values)
+    return _in_clause(column, how, name), _param(how, values)
+
+
+def _values_as(column: Any, dialect: Any, values: list[Any]) -> str:
+    kind = column.type
+    if dialect.name == "postgresql" and isinstance(kind, (Integer, String, Uuid)):
+        return "in" if isinstance(kind, Enum) else "array"
     if (
         dialect.name == "sqlite"
         and (dialect.server_version_info or ()) >= (3, 38)  # JSON functions built in
-        and isinstance(mapper.pk_columns[0].type, Integer)
-        and all(type(k) is int for k in keys)
+        and isinstance(kind, Integer)
+        and all(type(v) is int for v in values)
     ):
         return "json"
     return "in"
+
+
+def _in_clause(column: Any, how: str, name: str) -> ColumnElement[bool]:
+    if how == "array":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    if how == "json":
+        each = func.json_each(bindparam(name, type_=String())).table_valued("value")
+        return column.in_(select(each.c.value))  # type: ignore[no-any-return]
+    return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
+
+
+def _param(how: str, values: list[Any]) -> Any:
+    return json.dumps(values) if how == "json" else values
 
 
 # -- results of select() statements ---------------------------------------------------

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, bindparam, or_, select, tuple_
+from sqlalchemy import Select, and_, or_, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.base import ExecutableOption
 
@@ -24,7 +24,7 @@ from .aliasing import ALIAS_KEY
 from .exc import ArgumentError
 from .joins import MANY_TO_MANY, MANY_TO_ONE
 from .loader import load_rows
-from .loading import fetch_plain, select_by_pks
+from .loading import fetch_plain, in_values, select_by_pks
 from .relationships import Relationship
 from .relcoll import list_class, new_list
 from .reljoin import JOINED, Joins, add_joins, apply_joined, strategy_of
@@ -304,16 +304,16 @@ def _fill_local_values(
                 state.expired = frozenset(rest) if rest else None
 
 
-def _in_clause(columns: Sequence[Any], values: list[Any], dialect: Any) -> Any:
+def _in_clause(
+    columns: Sequence[Any], values: list[Any], dialect: Any
+) -> tuple[Any, dict[str, Any] | None]:
+    """The WHERE clause selecting ``values`` of ``columns``, and its parameters."""
     if len(columns) == 1:
-        return columns[0].in_(bindparam("rel_values", expanding=True))
+        clause, param = in_values(columns[0], dialect, values, "rel_values")
+        return clause, {"rel_values": param}
     if getattr(dialect, "tuple_in_values", False):
-        return tuple_(*columns).in_(values)
-    return or_(*(and_(*(c == v for c, v in zip(columns, vs, strict=True))) for vs in values))
-
-
-def _params(columns: Sequence[Any], values: list[Any]) -> dict[str, Any] | None:
-    return {"rel_values": values} if len(columns) == 1 else None
+        return tuple_(*columns).in_(values), None
+    return or_(*(and_(*(c == v for c, v in zip(columns, vs, strict=True))) for vs in values)), None
 
 
 def _load_many_to_one(
@@ -342,8 +342,8 @@ def _load_many_to_one(
     base, joins = _with_joins(select(*target.columns), target, tree, len(target.columns))
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        stmt = base.where(_in_clause(remote, chunk, conn.dialect))
-        rows = fetch_plain(conn.execute(stmt, _params(remote, chunk)))
+        clause, params = _in_clause(remote, chunk, conn.dialect)
+        rows = fetch_plain(conn.execute(base.where(clause), params))
         parts = list(rows) if joins is None else [r[: joins.width] for r in rows]
         objs = load_rows(imap, target, parts, False, modified, tree)
         for row, obj in zip(rows, objs, strict=True):
@@ -428,8 +428,8 @@ def _load_collections(
     grouped: dict[Any, list[Any]] = {}
     for start in range(0, len(values), CHUNK):
         chunk = values[start : start + CHUNK]
-        stmt = base.where(_in_clause(keycols, chunk, conn.dialect))
-        rows = fetch_plain(conn.execute(stmt, _params(keycols, chunk)))
+        clause, params = _in_clause(keycols, chunk, conn.dialect)
+        rows = fetch_plain(conn.execute(base.where(clause), params))
         parts = [r[:width] for r in rows] if sliced else list(rows)
         objs = load_rows(imap, target, parts, False, modified, tree)
         if joins is not None and joins.collections:

@@ -16,6 +16,7 @@ or deleting a collection, mutating a loaded one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -141,7 +142,20 @@ def test_o2m_default_batches_where_orm_loads_one_by_one(engine: Engine, ref_engi
     assert (sk["list"], orm["list"]) == (True, True)
     assert sk["states"] == orm["states"] == {"persistent"}
     ((batch, params),) = sk["batches"]
-    assert " IN " in batch.upper() and set(range(1, 11)) <= set(params)
+    assert set(range(1, 11)) <= batch_keys(engine, batch, params)
+
+
+def batch_keys(engine: Engine, sql: str, params: Any) -> set[Any]:
+    """The keys one batched SELECT asked for: an array on PostgreSQL, a JSON list read by
+    json_each on SQLite, an expanded IN list elsewhere (README, Batched refresh)."""
+    if engine.dialect.name == "postgresql":
+        assert " = ANY (" in sql
+        return set(params[0])
+    if engine.dialect.name == "sqlite":
+        assert "IN (SELECT anon_1.value \nFROM json_each(?)" in sql
+        return set(json.loads(params[0]))
+    assert " IN (" in sql
+    return set(params)
 
 
 def test_o2m_lazy_select_loads_one_by_one_as_orm(engine: Engine, ref_engine: Engine) -> None:
