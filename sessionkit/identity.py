@@ -105,9 +105,10 @@ class IdentityMap:
         if not self._dead_count[0]:
             return
         self._dead_count[0] = 0
-        for mapper, sub in list(self.by_mapper.items()):
-            live = {k: r for k, r in list(sub.items()) if r() is not None}
-            self.by_mapper[mapper] = self.by_class[mapper.class_] = live
+        # In place: a loader reading a result in batches holds the dict it got.
+        for sub in self.by_mapper.values():
+            for k in [k for k, r in sub.items() if r() is None]:
+                del sub[k]
 
     def lookup(self, mapper: Mapper, key: Any) -> Any:
         """The live object for a bare primary-key value, or None."""
